@@ -1,0 +1,24 @@
+"""Root conftest: the torchconform plugin and the hypothesis profiles.
+
+Profiles (select with ``--hypothesis-profile`` or ``torchconform run --profile``):
+- ``ci``: deterministic (derandomized), few examples, no deadline, no example
+  database -- the same run every time, sized for the CI budget on 2 cores;
+- ``dev`` (default): random seeds, moderate examples, the local example database
+  (``.hypothesis/``) so a failure replays first next time;
+- ``fuzz``: many examples, random seeds, database on, for long runs on big machines.
+"""
+from hypothesis import HealthCheck, settings
+
+pytest_plugins = ["suite.plugin"]
+
+# `conform` deliberately accumulates across the examples of one test: it is the per-rule tally.
+_SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
+            HealthCheck.function_scoped_fixture]
+
+settings.register_profile("ci", max_examples=20, stateful_step_count=12, derandomize=True, deadline=None,
+                          database=None, print_blob=True, suppress_health_check=_SLOW_OK)
+settings.register_profile("dev", max_examples=60, stateful_step_count=25, deadline=None, print_blob=True,
+                          suppress_health_check=_SLOW_OK)
+settings.register_profile("fuzz", max_examples=2000, stateful_step_count=60, deadline=None, print_blob=True,
+                          suppress_health_check=_SLOW_OK)
+settings.load_profile("dev")

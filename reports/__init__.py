@@ -1,0 +1,1 @@
+"""Results, the HTML conformance report, repro scripts and performance records."""

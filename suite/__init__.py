@@ -1,0 +1,1 @@
+"""The differential tests: one package per area, mirroring reference/."""

@@ -1,0 +1,1 @@
+"""Area `attention`: differential tests against reference/attention."""

@@ -1,0 +1,1 @@
+"""Area `data`: differential tests against reference/data."""

@@ -1,0 +1,84 @@
+"""The known-divergence registry: where torch differs from its documented behaviour.
+
+Each area keeps its entries in ``suite/<area>/divergences.py`` as a list
+``DIVERGENCES`` of ``Divergence``.  An entry is precise:
+
+- ``when(case)`` says for which Cases torch diverges (never a whole test);
+- ``torch_does(case, expected)`` says what torch returns instead (None: any
+  deviation from the reference within ``when`` is accepted -- use only where
+  torch's wrong answer is itself unspecified, and say so in ``reason``);
+- ``torch`` is the version range (PEP 440 specifier) and ``devices`` the device
+  types it was observed on;
+- ``repro`` is a minimal Case; ``suite/test_divergences.py`` runs it on every
+  run, so an entry that stops reproducing turns into a failure ("fixed").
+
+A drawn example that matches an entry and shows exactly the registered
+behaviour is recorded as ``known_divergence``; one that conforms although the
+entry says it should not, or deviates differently, is a failure.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+from reference.rules import AREAS
+
+
+@dataclass(frozen=True)
+class Divergence:
+    id: str
+    rule: str
+    torch: str
+    reason: str
+    evidence: str
+    when: Callable[[Any], bool]
+    torch_does: Callable[[Any, Any], Any] | None
+    repro: Any
+    reference_fn: Callable[[Any], Any]
+    torch_fn: Callable[[Any, str], Any]
+    devices: tuple[str, ...] = ("*",)
+
+    def applies(self, rule: str, case: Any, device: str, torch_version: str) -> bool:
+        if rule != self.rule or not applies_to_build(self.torch, torch_version):
+            return False
+        if "*" not in self.devices and device.split(":")[0] not in self.devices:
+            return False
+        try:
+            return bool(self.when(case))
+        except Exception:  # a predicate written for another Case type
+            return False
+
+
+def applies_to_build(spec: str, torch_version: str) -> bool:
+    version = Version(torch_version.split("+")[0])
+    return SpecifierSet(spec).contains(version, prereleases=True)
+
+
+@functools.cache
+def all_divergences() -> tuple[Divergence, ...]:
+    entries: list[Divergence] = []
+    for area in AREAS:
+        try:
+            module = importlib.import_module(f"suite.{area}.divergences")
+        except ModuleNotFoundError as exc:
+            if exc.name in (f"suite.{area}", f"suite.{area}.divergences"):
+                continue
+            raise
+        entries.extend(module.DIVERGENCES)
+    ids = [e.id for e in entries]
+    dupes = {i for i in ids if ids.count(i) > 1}
+    if dupes:
+        raise ValueError(f"duplicate divergence ids: {sorted(dupes)}")
+    return tuple(entries)
+
+
+def find(rule: str, case: Any, device: str, torch_version: str) -> Divergence | None:
+    for entry in all_divergences():
+        if entry.applies(rule, case, device, torch_version):
+            return entry
+    return None

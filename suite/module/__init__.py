@@ -1,0 +1,1 @@
+"""Area `module`: differential tests against reference/module."""

@@ -1,0 +1,1 @@
+"""Area `norm`: differential tests against reference/norm."""

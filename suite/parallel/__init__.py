@@ -1,0 +1,1 @@
+"""Area `parallel`: differential tests against reference/parallel."""
