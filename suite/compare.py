@@ -61,7 +61,8 @@ def tolerance(dtype: str, ops: int = 1, reduction: int = 1, cond: float = 1.0, s
     planted kernel bug (a wrong divisor, a dropped term, a swapped mask) shows
     up at O(1/n) relative error or larger, orders of magnitude above it.
     """
-    eps = EPS[str(dtype).replace("torch.", "")]
+    dtype = str(dtype).replace("torch.", "")
+    eps = EPS[dtype]
     rtol = 2.0 * eps * (ops + max(reduction - 1, 0)) * cond
     return Tol(rtol=rtol, atol=rtol * scale, why=f"{dtype}, ops={ops}, n={reduction}, cond={cond:.3g}")
 

@@ -9,8 +9,9 @@ Each area keeps its entries in ``suite/<area>/divergences.py`` as a list
   torch's wrong answer is itself unspecified, and say so in ``reason``);
 - ``torch`` is the version range (PEP 440 specifier) and ``devices`` the device
   types it was observed on;
-- ``repro`` is a minimal Case; ``suite/test_divergences.py`` runs it on every
-  run, so an entry that stops reproducing turns into a failure ("fixed").
+- ``repro`` is a minimal Case and ``reference_fn(case)`` / ``torch_fn(case, device)``
+  compute its two outcomes; ``suite/test_divergences.py`` runs it on every run,
+  so an entry that stops reproducing turns into a failure ("fixed").
 
 A drawn example that matches an entry and shows exactly the registered
 behaviour is recorded as ``known_divergence``; one that conforms although the
@@ -27,6 +28,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from reference.rules import AREAS
+from suite.compare import EXACT, Tol
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Divergence:
     reference_fn: Callable[[Any], Any]
     torch_fn: Callable[[Any, str], Any]
     devices: tuple[str, ...] = ("*",)
+    tol: Tol = EXACT  # the tolerance the area's test uses for this rule; the repro check uses it too
 
     def applies(self, rule: str, case: Any, device: str, torch_version: str) -> bool:
         if rule != self.rule or not applies_to_build(self.torch, torch_version):

@@ -1,0 +1,86 @@
+"""The known-divergence registry is strict: exactly the registered behaviour passes as
+a known divergence; conforming ("fixed") or deviating differently fails."""
+import pytest
+import torch
+
+import suite.divergences as registry
+from suite.compare import Raised
+from suite.divergences import Divergence, applies_to_build
+from suite.plugin import Conform, ConformanceFailure
+from tests.planted import PLANTED, reference_add
+from tests.planted_torch import AddCase, torch_add
+
+
+def _entry(**overrides):
+    fields = dict(id="planted-off-by-one", rule=PLANTED, torch=">=2.0", reason="planted", evidence="tests/planted.py",
+                  when=lambda case: case.a >= 0, torch_does=lambda case, expected: expected - 1.0,
+                  repro=AddCase(1.0, 2.0), reference_fn=reference_add, torch_fn=torch_add)
+    fields.update(overrides)
+    return Divergence(**fields)
+
+
+@pytest.fixture
+def registered(monkeypatch):
+    def install(*entries):
+        monkeypatch.setattr(registry, "all_divergences", lambda: tuple(entries))
+    return install
+
+
+def _check(case, actual=None):
+    c = Conform(device="cpu", out=None, test="t")
+    c.check(PLANTED, case, reference_add(case), torch_add(case, "cpu") if actual is None else actual, torch_fn=torch_add)
+    return c.records[PLANTED]
+
+
+def test_registered_behaviour_counts_as_known_divergence(registered):
+    registered(_entry())
+    rec = _check(AddCase(1.0, 2.0))
+    assert rec.known == 1 and rec.failure is None and rec.divergence == "planted-off-by-one"
+
+
+def test_outside_the_predicate_the_rule_must_hold(registered):
+    registered(_entry())
+    with pytest.raises(ConformanceFailure):
+        _check(AddCase(-1.0, 2.0))
+
+
+def test_conforming_inside_the_predicate_is_reported_as_fixed(registered):
+    registered(_entry())
+    case = AddCase(1.0, 2.0)
+    with pytest.raises(ConformanceFailure, match="did not reproduce"):
+        _check(case, actual=reference_add(case))
+
+
+def test_a_different_deviation_is_a_failure(registered):
+    registered(_entry())
+    with pytest.raises(ConformanceFailure):
+        _check(AddCase(1.0, 2.0), actual=Raised("RuntimeError", "boom"))
+
+
+def test_entry_for_other_builds_or_devices_does_not_apply(registered):
+    registered(_entry(torch="<1.0"), _entry(id="other-device", devices=("cuda",)))
+    with pytest.raises(ConformanceFailure):
+        _check(AddCase(1.0, 2.0))
+
+
+def test_version_ranges_ignore_local_build_tags():
+    assert applies_to_build(">=2.13,<2.15", "2.13.0+cpu")
+    assert applies_to_build(">=2.13,<2.15", "2.14.1+cu128")
+    assert not applies_to_build(">=2.13,<2.14", "2.14.1")
+    assert applies_to_build(">=2.13", "2.15.0a0+git1234"), "nightlies count as the version they lead to"
+
+
+def test_unregistered_rule_ids_are_rejected():
+    with pytest.raises(KeyError):
+        Conform(device="cpu", out=None, test="t").check("module.no.such.rule", None, 1, 1)
+
+
+def test_every_registered_entry_is_well_formed():
+    from reference.rules import RULES, load_all
+
+    load_all()
+    for entry in registry.all_divergences():
+        assert entry.rule in RULES, entry.id
+        assert entry.reason and entry.evidence, entry.id
+        assert entry.when(entry.repro), f"{entry.id}: repro does not satisfy its own predicate"
+        assert applies_to_build(entry.torch, torch.__version__) in (True, False)
