@@ -1,0 +1,136 @@
+"""Hypothesis strategies for the ``norm`` area: small Cases, nothing tensor-sized drawn here."""
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from suite.norm.torch_side import (BN_HAS_BIAS_KW, GN_HAS_BIAS_KW, LN_HAS_BIAS_KW, BNCase, BNSeqCase,
+                                   ConstructCase, ConvertCase, OtherNormCase, SyncCase)
+
+SPATIAL_RANK = {"BatchNorm1d": (0, 1), "BatchNorm2d": (2,), "BatchNorm3d": (3,)}
+EPS = st.sampled_from([1e-5, 1e-3, 0.1])
+MOMENTUM = st.sampled_from([0.1, 0.5, 1.0, 0.0, None])
+SEED = st.integers(0, 2**16)
+
+
+def dtypes_for(device: str) -> list[str]:
+    """float32/float64 everywhere; bfloat16 and float16 BatchNorm run on CPU (2.13: native kernels with
+    float accumulation) and CUDA.  Other accelerators: float32 only until checked."""
+    kind = device.split(":")[0]
+    if kind in ("cpu", "cuda"):
+        return ["float32", "float64", "bfloat16", "float16"]
+    return ["float32"]
+
+
+def bias_flag() -> st.SearchStrategy[bool]:
+    return st.booleans() if BN_HAS_BIAS_KW else st.just(True)
+
+
+@st.composite
+def bn_cases(draw, device: str = "cpu", kinds=("BatchNorm1d", "BatchNorm2d", "BatchNorm3d"), training=None,
+             backward: bool = False, ill: bool = False, dtypes=None, min_per_channel: int = 2,
+             momentum=MOMENTUM, track=st.booleans()) -> BNCase:
+    kind = draw(st.sampled_from(kinds))
+    base = kind.removeprefix("Lazy")
+    spatial_rank = draw(st.sampled_from(SPATIAL_RANK[base] if base in SPATIAL_RANK else (0, 1, 2)))
+    C = draw(st.integers(1, 4))
+    spatial = tuple(draw(st.lists(st.integers(1, 3), min_size=spatial_rank, max_size=spatial_rank)))
+    per_sample = 1
+    for s in spatial:
+        per_sample *= s
+    N = draw(st.integers(max(1, -(-min_per_channel // per_sample)), 6))
+    dtype = draw(st.sampled_from(dtypes or dtypes_for(device)))
+    if ill:
+        offset = draw(st.sampled_from([0.0, 1e2, -1e3, 1e4]))
+        spread = draw(st.sampled_from([1.0, 1e-2, 1e-3, 1e-4]))
+    else:
+        offset, spread = draw(st.sampled_from([0.0, 0.5, -2.0])), draw(st.sampled_from([1.0, 3.0]))
+    track = draw(track)
+    momentum = draw(momentum)
+    return BNCase(kind=kind, shape=(N, C) + spatial, num_features=C, dtype=dtype, eps=draw(EPS),
+                  momentum=momentum, affine=draw(st.booleans()), bias=draw(bias_flag()), track=track,
+                  training=draw(st.booleans()) if training is None else training, offset=offset, spread=spread,
+                  seed=draw(SEED), backward=backward,
+                  nbt_before=draw(st.integers(0, 5)) if track and momentum is None else 0)
+
+
+@st.composite
+def seq_cases(draw, device: str = "cpu") -> BNSeqCase:
+    kind = draw(st.sampled_from(["BatchNorm1d", "BatchNorm2d"]))
+    spatial = (2,) if kind == "BatchNorm2d" else draw(st.sampled_from([(), (2,)]))
+    spatial = spatial * (2 if kind == "BatchNorm2d" else 1)
+    forward = st.tuples(st.just("forward"), st.sampled_from([0, 1, 2, 3, 5]))
+    op = st.one_of(forward, forward, forward, st.just(("train",)), st.just(("eval",)),
+                   st.tuples(st.just("track"), st.booleans()), st.tuples(st.just("momentum"), MOMENTUM))
+    ops = tuple(draw(st.lists(op, min_size=1, max_size=8)))
+    if not any(o[0] == "forward" for o in ops):
+        ops = ops + (("forward", 3),)
+    return BNSeqCase(kind=kind, num_features=draw(st.integers(1, 3)), spatial=spatial,
+                     dtype=draw(st.sampled_from(["float32", "float64"])), eps=draw(EPS), momentum=draw(MOMENTUM),
+                     affine=draw(st.booleans()), track=draw(st.booleans()), ops=ops, seed=draw(SEED))
+
+
+def construct_cases(device: str = "cpu") -> st.SearchStrategy[ConstructCase]:
+    return st.builds(ConstructCase, kind=st.sampled_from(["BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
+                                                          "SyncBatchNorm"]),
+                     num_features=st.integers(1, 5), dtype=st.sampled_from(dtypes_for(device)),
+                     affine=st.booleans(), bias=bias_flag(), track=st.booleans())
+
+
+@st.composite
+def other_norm_cases(draw, device: str = "cpu",
+                     kinds=("InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "GroupNorm", "LayerNorm")):
+    kind = draw(st.sampled_from(kinds))
+    if kind.startswith("InstanceNorm"):
+        spatial_rank = int(kind[-2])
+    else:
+        spatial_rank = draw(st.integers(0, 2))
+    N, C = draw(st.integers(1, 3)), draw(st.integers(1, 6))
+    spatial = tuple(draw(st.lists(st.integers(2, 4), min_size=spatial_rank, max_size=spatial_rank)))
+    shape = (N, C) + spatial
+    groups = draw(st.sampled_from([g for g in range(1, C + 1)] + [C + 1])) if kind == "GroupNorm" else 1
+    norm_dims = draw(st.integers(1, len(shape) - 1)) if kind == "LayerNorm" else 1
+    bias_ok = {"GroupNorm": GN_HAS_BIAS_KW, "LayerNorm": LN_HAS_BIAS_KW}.get(kind, False)
+    return OtherNormCase(kind=kind, shape=shape, groups=groups, norm_dims=norm_dims,
+                         dtype=draw(st.sampled_from(dtypes_for(device))), eps=draw(EPS), affine=draw(st.booleans()),
+                         bias=draw(st.booleans()) if bias_ok else True, seed=draw(SEED))
+
+
+@st.composite
+def sync_cases(draw, world: int | None = None, device: str = "cpu", dtypes=None,
+               allow_empty: bool = True) -> SyncCase:
+    R = world or draw(st.integers(1, 4))
+    spatial = draw(st.sampled_from([(), (2,), (3,), (2, 2)]))
+    per_sample = 1
+    for s in spatial:
+        per_sample *= s
+    batches = tuple(draw(st.lists(st.integers(0 if allow_empty else 1, 4), min_size=R, max_size=R)))
+    if sum(batches) * per_sample < 2:  # the global batch needs 2 values per channel
+        batches = (2,) + batches[1:]
+    momentum = draw(MOMENTUM)
+    return SyncCase(rank_batches=batches, channels=draw(st.integers(1, 3)), spatial=spatial,
+                    dtype=draw(st.sampled_from(dtypes or ["float32", "float64"])), eps=draw(EPS),
+                    momentum=momentum, affine=draw(st.booleans()), bias=draw(bias_flag()), track=draw(st.booleans()),
+                    nbt_before=draw(st.integers(0, 4)) if momentum is None else 0,
+                    offset=draw(st.sampled_from([0.0, 3.0])), spread=draw(st.sampled_from([1.0, 0.1])),
+                    seed=draw(SEED))
+
+
+@st.composite
+def convert_cases(draw) -> ConvertCase:
+    leaf = st.sampled_from(["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Linear", "ReLU", "InstanceNorm1d"])
+    if draw(st.integers(0, 4)) == 0:
+        layout = (("", draw(st.sampled_from(["BatchNorm1d", "BatchNorm2d", "BatchNorm3d"]))),)
+    else:
+        layout = [("", "Sequential")]
+        for i in range(draw(st.integers(1, 3))):
+            if draw(st.booleans()):
+                layout.append((str(i), "Sequential"))
+                for j in range(draw(st.integers(0, 2))):
+                    layout.append((f"{i}.{j}", draw(leaf)))
+            else:
+                layout.append((str(i), draw(leaf)))
+        layout = tuple(layout)
+    return ConvertCase(layout=layout, num_features=draw(st.integers(1, 4)), eps=draw(EPS), momentum=draw(MOMENTUM),
+                       affine=draw(st.booleans()), bias=draw(bias_flag()), track=draw(st.booleans()),
+                       bn_training=draw(st.booleans()), requires_grad=draw(st.booleans()),
+                       qconfig=draw(st.sampled_from([None, "qconfig-marker"])))

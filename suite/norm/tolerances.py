@@ -1,0 +1,133 @@
+"""Tolerances of the ``norm`` area, all through ``suite.compare.tolerance``.
+
+Error model (float ``dtype`` with unit roundoff u, per channel: n summed values, M = max|x|,
+sd = sqrt(var + eps), c = M / sd >= 1, xhat = (x - mean) / sd):
+
+- the mean is a sum of n terms: absolute error <= (n - 1) u M; after the subtraction and the
+  division by sd this is (n - 1) u c in xhat -- the "growth by 1/sqrt(var + eps) x magnitude";
+- the variance from a stable algorithm (two-pass on CPU, Welford on CUDA) has relative error
+  <= (n - 1) u c (Chan, Golub & LeVeque 1983), i.e. an error (n - 1) u c |xhat| / 2 in xhat;
+- scale, shift and the few elementwise ops add ``ops`` roundings.
+
+So an output's absolute error is <= 2 u (ops + n - 1) c * S with S = (1 + max|xhat|) max|w| + max|b|,
+which is ``tolerance(dtype, ops, reduction=n, cond=c, scale=S)``.  A planted bug (biased vs unbiased
+variance, a dropped eps, a wrong count across ranks) is an O(1/n) relative error, far above it.
+Comparisons of torch against torch (``sides=2``) double ops and reduction: each side has the error.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from suite.compare import Tol, tolerance
+
+
+def _max(a, default: float = 0.0) -> float:
+    if a is None:
+        return default
+    a = np.asarray(a, dtype=np.float64)
+    return float(np.max(np.abs(a))) if a.size else default
+
+
+def _groups(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """x as (groups, n): one row per normalized group (axes = the reduced axes)."""
+    keep = [a for a in range(x.ndim) if a not in axes]
+    return np.transpose(x, keep + list(axes)).reshape(int(np.prod([x.shape[a] for a in keep])), -1)
+
+
+def normalize_tol(dtype: str, x: np.ndarray, axes: tuple[int, ...], eps: float, weight=None, bias=None,
+                  mean=None, var=None, ops: int = 8, sides: int = 1) -> Tol:
+    """Bound for y = (x - mean) / sqrt(var + eps) * w + b, statistics over ``axes`` (or given: eval)."""
+    if x.size == 0:
+        return tolerance(dtype, ops=ops * sides)
+    g = _groups(x, axes)
+    n = g.shape[1]
+    if mean is None:
+        m = g.mean(axis=1)
+        v = ((g - m[:, None]) ** 2).mean(axis=1)
+        reduction = n
+    else:
+        # eval: per-channel given stats; rows of g are channels when axes are (0, 2, ...)
+        m, v = np.asarray(mean, dtype=np.float64), np.asarray(var, dtype=np.float64)
+        reduction = 1
+    sd = np.sqrt(v + eps)
+    mag = np.max(np.abs(g), axis=1) + (np.abs(m) if mean is not None else 0.0)
+    cond = max(1.0, float(np.max(mag / sd)))
+    xhat = float(np.max(np.abs(g - m[:, None]) / sd[:, None]))
+    scale = (1.0 + xhat) * (_max(weight, 1.0) if weight is not None else 1.0) + _max(bias)
+    return tolerance(dtype, ops=ops * sides, reduction=reduction * sides, cond=cond, scale=scale)
+
+
+def channel_axes(ndim: int) -> tuple[int, ...]:
+    return (0,) + tuple(range(2, ndim))
+
+
+def bn_output_tol(dtype, x, eps, weight, bias, running=None, sides: int = 1) -> Tol:
+    """BatchNorm output; ``running=(mean, var)`` in eval with running stats."""
+    axes = channel_axes(x.ndim)
+    if running is None:
+        return normalize_tol(dtype, x, axes, eps, weight, bias, sides=sides)
+    return normalize_tol(dtype, x, axes, eps, weight, bias, mean=running[0], var=running[1], sides=sides)
+
+
+def channel_stats(x: np.ndarray, eps: float):
+    g = _groups(x, channel_axes(x.ndim))
+    n = g.shape[1]
+    m = g.mean(axis=1)
+    v = ((g - m[:, None]) ** 2).mean(axis=1)
+    sd = np.sqrt(v + eps)
+    cond = max(1.0, float(np.max(np.max(np.abs(g), axis=1) / sd)))
+    xhat = float(np.max(np.abs(g - m[:, None]) / sd[:, None]))
+    return n, m, v, sd, cond, xhat
+
+
+def running_mean_tol(dtype, x, eps, running_mean, steps: int = 1, sides: int = 1) -> Tol:
+    """(1 - f) r + f mean: the mean's sum error (n - 1) u M plus a few roundings per update; errors of
+    ``steps`` updates add up (each update contracts the previous error by 1 - f <= 1)."""
+    if x.size == 0:
+        return tolerance(dtype, ops=4 * steps * sides, scale=_max(running_mean))
+    n = x.size // x.shape[1]
+    scale = max(_max(x), _max(running_mean))
+    return tolerance(dtype, ops=4 * steps * sides, reduction=n * steps * sides, scale=scale)
+
+
+def running_var_tol(dtype, x, eps, running_var, steps: int = 1, sides: int = 1) -> Tol:
+    """(1 - f) r + f var * n / (n - 1): relative error of the variance (n - 1) u c (see module doc)."""
+    if x.size == 0 or x.size // x.shape[1] < 2:
+        return tolerance(dtype, ops=4 * steps * sides, scale=_max(running_var))
+    n, _, v, _, cond, _ = channel_stats(x, eps)
+    scale = max(_max(running_var), float(np.max(v)) * n / (n - 1), 1e-300)
+    return tolerance(dtype, ops=6 * steps * sides, reduction=n * steps * sides, cond=cond, scale=scale)
+
+
+def grad_input_tol(dtype, x, dy, eps, weight, sides: int = 1) -> Tol:
+    """dx = w invstd (dy - mean(dy) - xhat mean(dy xhat)): sums of n terms of size |dy|(1 + |xhat|),
+    then the forward's xhat error (n - 1) u c; scaled by |w| invstd."""
+    n, _, _, sd, cond, xhat = channel_stats(x, eps)
+    scale = _max(weight, 1.0) * float(np.max(1.0 / sd)) * _max(dy, 1.0) * (1.0 + xhat) ** 2
+    return tolerance(dtype, ops=10 * sides, reduction=n * sides, cond=cond, scale=scale)
+
+
+def grad_weight_tol(dtype, x, dy, eps, sides: int = 1) -> Tol:
+    """sum(dy * xhat): n terms of size |dy||xhat|, each xhat off by (n - 1) u c."""
+    n, _, _, _, cond, xhat = channel_stats(x, eps)
+    scale = n * _max(dy, 1.0) * (1.0 + xhat)
+    return tolerance(dtype, ops=8 * sides, reduction=n * sides, cond=cond, scale=scale)
+
+
+def grad_bias_tol(dtype, x, dy, sides: int = 1) -> Tol:
+    """sum(dy): n terms."""
+    n = max(x.size // max(x.shape[1], 1), 1)
+    return tolerance(dtype, ops=2 * sides, reduction=n * sides, scale=n * _max(dy, 1.0))
+
+
+def eval_grad_tols(dtype, x, dy, eps, weight, running_mean, running_var) -> tuple[Tol, Tol, Tol]:
+    """Eval backward: dx = dy w / sqrt(rv + eps) (elementwise); dw = sum(dy xhat); db = sum(dy)."""
+    n = max(x.size // x.shape[1], 1)
+    sd = np.sqrt(np.asarray(running_var) + eps)
+    g = _groups(x, channel_axes(x.ndim))
+    mag = np.max(np.abs(g), axis=1) + np.abs(running_mean)
+    cond = max(1.0, float(np.max(mag / sd)))
+    xhat = float(np.max(np.abs(g - np.asarray(running_mean)[:, None]) / sd[:, None]))
+    dx = tolerance(dtype, ops=4, scale=_max(dy, 1.0) * _max(weight, 1.0) * float(np.max(1.0 / sd)))
+    dw = tolerance(dtype, ops=6, reduction=n, cond=cond, scale=n * _max(dy, 1.0) * (1.0 + xhat))
+    return dx, dw, grad_bias_tol(dtype, x, dy)

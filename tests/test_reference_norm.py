@@ -1,0 +1,142 @@
+"""Golden cases of reference/norm.py: hand-computed values and identities, numpy only (no torch)."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from reference import norm as ref
+from suite.compare import Raised
+
+
+def seq(**kw):
+    base = dict(kind="BatchNorm1d", num_features=1, spatial=(), dtype="float64", eps=0.0, momentum=0.1,
+                affine=False, track=True, ops=(("forward", 2),), seed=0)
+    return SimpleNamespace(**{**base, **kw})
+
+
+def seq_inputs(*batches):
+    return [{"weight": np.ones(1), "bias": np.zeros(1)}] + [{"x": np.asarray(b, float).reshape(-1, 1)} for b in batches]
+
+
+def test_batch_stats_and_normalize_by_hand():
+    x = np.array([[1.0], [3.0]])
+    mean, var, n = ref.batch_stats(x)
+    assert (mean.tolist(), var.tolist(), n) == ([2.0], [1.0], 2)  # biased: ((1-2)^2 + (3-2)^2) / 2
+    assert ref.normalize(x, mean, var, 0.0, None, None).tolist() == [[-1.0], [1.0]]
+    assert ref.normalize(x, mean, var, 0.0, np.array([2.0]), np.array([5.0])).tolist() == [[3.0], [7.0]]
+    assert ref.unbiased(var, n).tolist() == [2.0]
+
+
+def test_running_update_by_hand():
+    records = ref.bn_sequence(seq(), seq_inputs([1, 3]))
+    assert np.allclose(records[0]["running_mean"], [0.2])    # 0.9 * 0 + 0.1 * 2
+    assert np.allclose(records[0]["running_var"], [1.1])     # 0.9 * 1 + 0.1 * 2 (unbiased)
+    assert records[0]["num_batches_tracked"] == 1
+
+
+def test_cumulative_average_is_simple_average():
+    case = seq(momentum=None, ops=(("forward", 2), ("forward", 2), ("forward", 2)))
+    records = ref.bn_sequence(case, seq_inputs([1, 3], [5, 7], [-1, 1]))
+    assert np.allclose(records[-1]["running_mean"], [(2 + 6 + 0) / 3])
+    assert np.allclose(records[-1]["running_var"], [(2 + 2 + 2) / 3])
+
+
+def test_empty_batch_documented_vs_torch_counting():
+    case = seq(momentum=None, ops=(("forward", 0), ("forward", 2)))
+    inputs = seq_inputs([], [1, 3])
+    documented = ref.bn_sequence(case, inputs)
+    torch_like = ref.bn_sequence(case, inputs, **ref.TORCH_COUNTING)
+    assert documented[0]["y"].shape == (0, 1) and documented[0]["num_batches_tracked"] == 1
+    assert np.allclose(documented[1]["running_mean"], [2.0])        # the only batch with statistics
+    assert np.allclose(torch_like[1]["running_mean"], [1.0])        # 1/2 weight on the initial 0
+    assert documented[1]["num_batches_tracked"] == torch_like[1]["num_batches_tracked"] == 2
+
+
+def test_failed_call_leaves_state_unchanged():
+    case = seq(ops=(("forward", 1),))
+    documented = ref.bn_sequence(case, seq_inputs([4]))
+    torch_like = ref.bn_sequence(case, seq_inputs([4]), **ref.TORCH_COUNTING)
+    assert isinstance(documented[0]["y"], Raised)
+    assert documented[0]["num_batches_tracked"] == 0 and torch_like[0]["num_batches_tracked"] == 1
+
+
+def test_toggle_track_after_construction_keeps_buffers_for_eval():
+    case = seq(ops=(("forward", 2), ("track", False), ("forward", 2), ("eval",), ("forward", 2)))
+    records = ref.bn_sequence(case, seq_inputs([1, 3], [10, 20], [2, 2]))
+    assert records[1]["num_batches_tracked"] == 1 and np.allclose(records[1]["running_mean"], [0.2])
+    # eval normalizes with the kept buffers: (2 - 0.2) / sqrt(1.1)
+    assert np.allclose(records[2]["y"], (2 - 0.2) / np.sqrt(1.1))
+
+
+def test_rank_errors():
+    assert ref.check_rank("BatchNorm1d", 3) is None and ref.check_rank("BatchNorm2d", 4) is None
+    assert ref.check_rank("BatchNorm3d", 4).matches(Raised("ValueError", "expected 5D input (got 4D input)"))
+    assert ref.check_rank("BatchNorm1d", 4).matches(Raised("ValueError", "expected 2D or 3D input (got 4D input)"))
+    assert ref.check_rank("SyncBatchNorm", 1).matches(Raised("ValueError", "expected at least 2D input (got 1D input)"))
+
+
+def _sync_case(**kw):
+    base = dict(eps=1e-3, momentum=0.1, affine=True, bias=True, track=True, nbt_before=0)
+    return SimpleNamespace(**{**base, **kw})
+
+
+def test_sync_global_stats_by_hand():
+    xs = [np.array([[1.0], [3.0]]), np.zeros((0, 1)), np.array([[5.0]])]
+    mean, var, n = ref.sync_global_stats(xs)
+    assert (mean.tolist(), n) == ([3.0], 3) and np.allclose(var, [8 / 3])
+
+
+@pytest.mark.parametrize("batches", [(3, 2), (1, 0, 4), (2, 2, 2, 1)])
+def test_sync_equals_concat_identity(batches):
+    """SyncBN over ranks == BN over the concatenation (forward, dx, summed dw/db, running stats)."""
+    rng = np.random.default_rng(sum(batches))
+    C = 2
+    xs = [rng.normal(size=(n, C, 3)) for n in batches]
+    dys = [rng.normal(size=(n, C, 3)) for n in batches]
+    inputs = {"xs": xs, "dys": dys, "weight": rng.normal(size=C), "bias": rng.normal(size=C),
+              "running_mean": rng.normal(size=C), "running_var": rng.uniform(0.5, 2, size=C)}
+    case = _sync_case()
+    got = ref.sync_as_concat(case, inputs)
+    x, dy = np.concatenate(xs), np.concatenate(dys)
+    mean, var, n = ref.batch_stats(x)
+    dx, dw, db = ref.backward_train(x, dy, mean, var, case.eps, inputs["weight"])
+    assert np.allclose(np.concatenate(got["y"]), ref.normalize(x, mean, var, case.eps, inputs["weight"], inputs["bias"]))
+    assert np.allclose(np.concatenate(got["grad_input"]), dx)
+    assert np.allclose(got["grad_weight"], dw) and np.allclose(got["grad_bias"], db)
+    assert np.allclose(got["running_var"], 0.9 * inputs["running_var"] + 0.1 * var * n / (n - 1))
+
+
+def test_backward_matches_finite_differences():
+    """The analytic train-mode backward against central differences of L = sum(y * dy), float64."""
+    rng = np.random.default_rng(0)
+    x, dy = rng.normal(size=(4, 2, 3)), rng.normal(size=(4, 2, 3))
+    w, b, eps = rng.normal(size=2), rng.normal(size=2), 1e-3
+
+    def loss(x_, w_, b_):
+        m, v, _ = ref.batch_stats(x_)
+        return float((ref.normalize(x_, m, v, eps, w_, b_) * dy).sum())
+
+    mean, var, _ = ref.batch_stats(x)
+    dx, dw, db = ref.backward_train(x, dy, mean, var, eps, w)
+    h = 1e-6
+    num_dx = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[idx] = h
+        num_dx[idx] = (loss(x + e, w, b) - loss(x - e, w, b)) / (2 * h)
+    num_dw = np.array([(loss(x, w + h * np.eye(2)[c], b) - loss(x, w - h * np.eye(2)[c], b)) / (2 * h) for c in range(2)])
+    num_db = np.array([(loss(x, w, b + h * np.eye(2)[c]) - loss(x, w, b - h * np.eye(2)[c])) / (2 * h) for c in range(2)])
+    assert np.allclose(dx, num_dx, atol=1e-6) and np.allclose(dw, num_dw, atol=1e-6) and np.allclose(db, num_db, atol=1e-6)
+
+
+def test_group_layer_instance_identities():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 4, 5))
+    inst = ref.instance_norm(x, 1e-5, None, None)
+    assert np.allclose(ref.group_norm(x, 4, 1e-5, None, None), inst)          # one channel per group
+    assert np.allclose(ref.layer_norm(x, 1, 1e-5, None, None), inst)          # same axes for 3D input
+    whole = ref.group_norm(x, 1, 0.0, None, None)
+    assert np.allclose(whole.reshape(2, -1).mean(1), 0) and np.allclose(whole.reshape(2, -1).var(1), 1)
+    assert ref.layer_norm(np.array([[1.0, 3.0]]), 1, 0.0, None, None).tolist() == [[-1.0, 1.0]]
