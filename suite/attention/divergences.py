@@ -1,0 +1,261 @@
+"""Where torch's attention differs from its documentation (evidence in each entry)."""
+from __future__ import annotations
+
+import numpy as np
+
+import reference.attention as ref
+from suite.attention import torch_side as ts
+from suite.divergences import Divergence
+
+VERSIONS = ">=2.11,<2.15"  # observed on 2.13.0+cpu (CPU) and 2.11.0+cu130 (H200)
+
+
+# ---------------------------------------------------------------------------- SDPA: fully masked rows
+def _sdpa_fully_masked(case) -> bool:
+    inp = ts.make_sdpa_inputs(case)
+    excluded = ref.sdpa_excluded(case, inp)
+    if excluded is None and case.mask.kind in ("float", "neginf"):
+        excluded = np.isneginf(inp["mask_add"])
+    return excluded is not None and bool(excluded.all(axis=-1).any()) and not case.is_causal
+
+
+def _nan_rows_to_zero(case, expected):
+    return np.where(np.isnan(expected), 0.0, expected)
+
+
+def _sdpa_ref(case, device="cpu"):
+    return ref.sdpa_reference(case, ts.make_sdpa_inputs(case), device)
+
+
+SDPA_ZERO_ROWS = Divergence(
+    id="attention-sdpa-fully-masked-row-zero",
+    rule=ref.MASK_FULL_SDPA,
+    torch=VERSIONS,
+    reason="SDPA returns 0 for a query row whose keys are all masked; the documented equivalent code "
+           "(softmax over -inf only) gives NaN",
+    evidence="F.scaled_dot_product_attention docstring ('Efficient implementation equivalent to the following', "
+             "attn_weight = torch.softmax(...)) vs aten math backend using _safe_softmax (pytorch/pytorch#131060, "
+             "2.5+); CPU flash and CUDA memory-efficient kernels also return zeros",
+    when=lambda case: isinstance(case, ts.SdpaCase) and _sdpa_fully_masked(case),
+    torch_does=_nan_rows_to_zero,
+    repro=ts.SdpaCase(seed=1, batch=1, hq=1, hkv=1, L=2, S=3, E=8, Ev=8, backend="math",
+                      mask=ts.MaskSpec("bool", 0.0, (0,), 1)),
+    reference_fn=_sdpa_ref,
+    torch_fn=ts.run_sdpa,
+    devices=("cpu",),
+)
+
+SDPA_ZERO_ROWS_CUDA = Divergence(
+    id="attention-sdpa-fully-masked-row-zero-cuda",
+    rule=ref.MASK_FULL_SDPA,
+    torch=VERSIONS,
+    reason="SDPA returns 0 for a query row whose keys are all masked; the documented equivalent code "
+           "(softmax over -inf only) gives NaN",
+    evidence="F.scaled_dot_product_attention docstring ('Efficient implementation equivalent to the following', "
+             "attn_weight = torch.softmax(...)) vs aten math backend using _safe_softmax (pytorch/pytorch#131060, "
+             "2.5+); CPU flash and CUDA memory-efficient kernels also return zeros",
+    when=lambda case: isinstance(case, ts.SdpaCase) and _sdpa_fully_masked(case)
+    and not (case.backend in ("cudnn", "default") and case.mask.kind == "bool"),
+    torch_does=_nan_rows_to_zero,
+    repro=ts.SdpaCase(seed=1, batch=1, hq=1, hkv=1, L=2, S=3, E=8, Ev=8, backend="math",
+                      mask=ts.MaskSpec("bool", 0.0, (0,), 1)),
+    reference_fn=lambda case: _sdpa_ref(case, "cuda"),
+    torch_fn=ts.run_sdpa,
+    devices=("cuda",),
+)
+
+SDPA_CUDNN_BOOL_ROWS = Divergence(
+    id="attention-sdpa-cudnn-fully-masked-bool-row",
+    rule=ref.MASK_FULL_SDPA,
+    torch=VERSIONS,
+    reason="cuDNN attention returns finite non-zero values for a query row fully masked by a boolean mask "
+           "(neither the documented NaN nor the zeros of the other kernels); the value is unspecified",
+    evidence="H200, torch 2.11.0+cu130: sdpa_kernel(CUDNN_ATTENTION), fp16/bf16, attn_mask row all False -> "
+             "finite values, while the same row as a -inf float mask gives 0",
+    when=lambda case: isinstance(case, ts.SdpaCase) and case.backend in ("cudnn", "default")
+    and case.mask.kind == "bool" and _sdpa_fully_masked(case),
+    torch_does=None,
+    repro=ts.SdpaCase(seed=1, batch=1, hq=1, hkv=1, L=2, S=3, E=8, Ev=8, backend="cudnn", dtype="float16",
+                      mask=ts.MaskSpec("bool", 0.0, (0,), 1)),
+    reference_fn=lambda case: _sdpa_ref(case, "cuda"),
+    torch_fn=ts.run_sdpa,
+    devices=("cuda",),
+)
+
+
+# ---------------------------------------------------------------------------- SDPA: is_causal with a mask
+def _causal_and_mask(case, expected):
+    """What the CPU flash kernel does: the mask and the causal mask both apply (fully masked rows give 0)."""
+    inp = ts.make_sdpa_inputs(case)
+    excl = ref.sdpa_excluded(case, inp)
+    bias = np.where(excl, -np.inf, 0.0) if excl is not None else inp["mask_add"]
+    bias = np.where(np.tril(np.ones((case.L, case.S), dtype=bool)), bias, -np.inf)
+    scale = case.scale if case.scale is not None else 1.0 / np.sqrt(case.E)
+    out, _ = ref.attend(inp["q"], inp["k"], inp["v"], bias, scale)
+    return np.nan_to_num(out, nan=0.0)
+
+
+SDPA_CAUSAL_MASK_CPU = Divergence(
+    id="attention-sdpa-causal-and-mask-cpu-flash",
+    rule=ref.SDPA_CAUSAL_AND_MASK,
+    torch=VERSIONS,
+    reason="with both attn_mask and is_causal the CPU flash kernel (also picked by default dispatch) raises nothing "
+           "and applies mask AND causal mask; docs: 'An error is thrown if both attn_mask and is_causal are set' "
+           "(the math backend does raise)",
+    evidence="torch 2.13.0+cpu: F.scaled_dot_product_attention(q, k, v, attn_mask=m, is_causal=True) returns a tensor; "
+             "under sdpa_kernel(MATH) it raises 'Explicit attn_mask should not be set when is_causal=True'",
+    when=lambda case: isinstance(case, ts.SdpaCase) and case.is_causal and case.mask.kind != "none"
+    and case.backend in ("default", "flash"),
+    torch_does=_causal_and_mask,
+    repro=ts.SdpaCase(seed=2, batch=1, hq=2, hkv=2, L=4, S=4, E=8, Ev=8, backend="default", is_causal=True,
+                      mask=ts.MaskSpec("bool", 0.3, (), 2)),
+    reference_fn=_sdpa_ref,
+    torch_fn=ts.run_sdpa,
+    devices=("cpu",),
+)
+
+SDPA_CAUSAL_MASK_CUDA = Divergence(
+    id="attention-sdpa-causal-and-mask-cuda-efficient",
+    rule=ref.SDPA_CAUSAL_AND_MASK,
+    torch=VERSIONS,
+    reason="with both attn_mask and is_causal the CUDA memory-efficient kernel raises nothing and applies mask AND "
+           "the causal mask (fully masked rows give 0); docs: an error is thrown (MATH raises)",
+    evidence="H200, torch 2.11.0+cu130: sdpa_kernel(EFFICIENT_ATTENTION), float32/float16, is_causal=True with a "
+              "bool or float mask returns a tensor; rows excluded by the mask are 0, the rest follow causal+mask",
+    when=lambda case: isinstance(case, ts.SdpaCase) and case.is_causal and case.mask.kind != "none"
+    and case.backend == "efficient" and case.dtype != "float64",
+    torch_does=_causal_and_mask,
+    repro=ts.SdpaCase(seed=2, batch=1, hq=2, hkv=2, L=4, S=4, E=8, Ev=8, backend="efficient", is_causal=True,
+                      mask=ts.MaskSpec("bool", 0.3, (), 2)),
+    reference_fn=lambda case: _sdpa_ref(case, "cuda"),
+    torch_fn=ts.run_sdpa,
+    devices=("cuda",),
+)
+
+SDPA_CAUSAL_MASK_CUDNN = Divergence(
+    id="attention-sdpa-causal-and-mask-cudnn",
+    rule=ref.SDPA_CAUSAL_AND_MASK,
+    torch=VERSIONS,
+    reason="with both attn_mask and is_causal the cuDNN kernel (fp16/bf16) raises nothing and returns a result "
+           "(docs: an error is thrown); how it combines the two masks is not pinned down here (unspecified)",
+    evidence="H200, torch 2.11.0+cu130: sdpa_kernel(CUDNN_ATTENTION), float16, all-True bool mask with is_causal=True "
+             "returns the is_causal-only output instead of raising",
+    when=lambda case: isinstance(case, ts.SdpaCase) and case.is_causal and case.mask.kind != "none"
+    and case.backend == "cudnn" and case.dtype in ("float16", "bfloat16"),
+    torch_does=None,
+    repro=ts.SdpaCase(seed=2, batch=1, hq=2, hkv=2, L=4, S=4, E=8, Ev=8, backend="cudnn", dtype="float16",
+                      is_causal=True, mask=ts.MaskSpec("bool", 0.3, (), 2)),
+    reference_fn=lambda case: _sdpa_ref(case, "cuda"),
+    torch_fn=ts.run_sdpa,
+    devices=("cuda",),
+)
+
+
+# ---------------------------------------------------------------------------- MHA: fully masked rows on the SDPA path
+def _mha_full_rows(case) -> bool:
+    if not isinstance(case, ts.MhaCase) or case.add_zero_attn or case.add_bias_kv:
+        return False
+    inp = ts.make_mha_inputs(case)
+    if ref.mha_expected_error(case, inp) is not None:
+        return False
+    out = ref.mha_reference(case, inp)["out"]
+    return bool(np.isnan(out).any())
+
+
+def _mha_sdpa_path(case) -> bool:
+    """need_weights=False outside the fast path: multi_head_attention_forward calls SDPA."""
+    return not case.need_weights and not ref.mha_expected_error(case, ts.make_mha_inputs(case)) \
+        and not ref.mha_fast_path_expected(case)
+
+
+def _mha_zero_heads(case, expected):
+    """SDPA's zeros for a fully masked (row, head), then the output projection (out_proj.bias where every head is empty)."""
+    return ref.mha_reference(case, ts.make_mha_inputs(case), empty_as_zero=True)
+
+
+MHA_SDPA_ZERO_ROWS = Divergence(
+    id="attention-mha-fully-masked-row-sdpa-path",
+    rule=ref.MASK_FULL_MHA,
+    torch=VERSIONS,
+    reason="MultiheadAttention's slow path with need_weights=False (SDPA) gives a fully masked (query row, head) a "
+           "zero context (out_proj.bias when every head is masked), while need_weights=True and the fast path return NaN for the same row: the result "
+           "depends on need_weights",
+    evidence="torch/nn/functional.py: multi_head_attention_forward calls scaled_dot_product_attention when "
+             "need_weights=False (zeros via _safe_softmax) and softmax otherwise (NaN); observed on 2.13 CPU and "
+             "2.11 CUDA",
+    when=lambda case: isinstance(case, ts.MhaCase) and _mha_sdpa_path(case) and _mha_full_rows(case),
+    torch_does=_mha_zero_heads,
+    repro=ts.MhaCase(seed=3, E=4, H=2, L=3, S=3, batch=1, need_weights=False,
+                     attn_mask=ts.MaskSpec("bool", 0.0, (1,), 3)),
+    reference_fn=lambda case: ref.mha_reference(case, ts.make_mha_inputs(case)),
+    torch_fn=ts.mha_outputs,
+)
+
+
+# ---------------------------------------------------------------------------- Encoder: nested tensor padding
+def nested_conversion_expected(case) -> bool:
+    """TransformerEncoder.forward converts to a nested tensor (sparsity fast path) for this case."""
+    return (case.kind == "encoder" and case.path == "eval_nograd" and case.enable_nested_tensor
+            and ref.nested_flag_reference(case)["use_nested_tensor"] and case.kpm_lengths is not None
+            and case.src_mask == "none" and case.batch_first)
+
+
+def _nested_padded_rows(case, expected):
+    P = ts.layer_params(case)
+    fill = P["norm.bias"] if case.final_norm else np.zeros(case.d_model)
+    pad = np.array([[j >= n for j in range(case.L)] for n in case.kpm_lengths])[..., None]
+    return np.where(pad, np.broadcast_to(fill, expected.shape), expected)
+
+
+ENCODER_NESTED_PADDING = Divergence(
+    id="attention-encoder-nested-padding-zeroed",
+    rule=ref.ENC_NESTED,
+    torch=VERSIONS,
+    reason="with the nested-tensor fast path, TransformerEncoder returns 0 (or final-norm bias) at padded query "
+           "positions, while the documented padded computation (and the slow path) gives the attention output "
+           "there; enable_nested_tensor is documented only as a speed-up",
+    evidence="torch/nn/modules/transformer.py: TransformerEncoder.forward: output.to_padded_tensor(0.0, src.size()) "
+             "before self.norm; docstring: 'input will automatically convert to nested tensor (and convert back on output)'",
+    when=lambda case: isinstance(case, ts.LayerCase) and nested_conversion_expected(case)
+    and min(case.kpm_lengths) < case.L,
+    torch_does=_nested_padded_rows,
+    repro=ts.LayerCase(seed=4, kind="encoder", d_model=4, nhead=2, ff=8, L=3, S=3, batch=2,
+                       kpm_lengths=(3, 1), path="eval_nograd"),
+    reference_fn=lambda case: ref.layer_reference(case, ts.make_layer_inputs(case), ts.layer_params(case)),
+    torch_fn=ts.layer_forward,
+)
+
+def _encoder_fast_float_mask(case) -> bool:
+    return (isinstance(case, ts.LayerCase) and case.kind in ("encoder_layer", "encoder") and case.path == "eval_nograd"
+            and case.src_mask == "float" and case.batch_first and case.nhead % 2 == 0
+            and case.activation in ("relu", "gelu"))
+
+
+def _float_mask_as_bool(case, expected):
+    inp = dict(ts.make_layer_inputs(case))
+    inp["src_masked"], inp["src_mask_add"] = inp["src_mask_add"] != 0, None
+    return ref.layer_reference(case, inp, ts.layer_params(case))
+
+
+ENCODER_FAST_FLOAT_MASK = Divergence(
+    id="attention-encoder-fast-path-float-mask-nan",
+    rule=ref.ENC_FAST,
+    torch=VERSIONS,
+    reason="on CPU the fused TransformerEncoderLayer fast path (eval + no_grad) reads a float src_mask as boolean: "
+           "every non-zero value masks its position out (a constant -0.5 mask gives all NaN), instead of being "
+           "added to the scores as documented and as the slow path does",
+    evidence="torch 2.13.0+cpu: layer.eval(); with torch.no_grad(): layer(x, src_mask=fm) equals layer(x, "
+             "src_mask=fm != 0) (slow path) to 1e-7 and differs from layer(x, src_mask=fm) by 0.25; "
+             "torch._transformer_encoder_layer_fwd -> masked softmax on CPU. Not observed on H200 (2.11): no "
+             "float-mask fast-path example differed there",
+    when=_encoder_fast_float_mask,
+    torch_does=_float_mask_as_bool,
+    repro=ts.LayerCase(seed=0, kind="encoder_layer", d_model=4, nhead=2, ff=4, L=3, S=3, batch=1,
+                       src_mask="float", path="eval_nograd"),
+    reference_fn=lambda case: ref.layer_reference(case, ts.make_layer_inputs(case), ts.layer_params(case)),
+    torch_fn=ts.layer_forward,
+    devices=("cpu",),
+)
+
+DIVERGENCES = [ENCODER_FAST_FLOAT_MASK, SDPA_ZERO_ROWS, SDPA_ZERO_ROWS_CUDA, SDPA_CUDNN_BOOL_ROWS, SDPA_CAUSAL_MASK_CPU, SDPA_CAUSAL_MASK_CUDA, SDPA_CAUSAL_MASK_CUDNN,
+               MHA_SDPA_ZERO_ROWS, ENCODER_NESTED_PADDING]
