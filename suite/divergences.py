@@ -44,7 +44,12 @@ class Divergence:
     reference_fn: Callable[[Any], Any]
     torch_fn: Callable[[Any, str], Any]
     devices: tuple[str, ...] = ("*",)
-    tol: Tol = EXACT  # the tolerance the area's test uses for this rule; the repro check uses it too
+    # The tolerance the area's test uses for this rule (a Tol, or a function of the
+    # case for tolerances derived per example); the repro check uses it too.
+    tol: Tol | Callable[[Any], Tol] = EXACT
+
+    def tol_for(self, case: Any) -> Tol:
+        return self.tol(case) if callable(self.tol) else self.tol
 
     def applies(self, rule: str, case: Any, device: str, torch_version: str) -> bool:
         if rule != self.rule or not applies_to_build(self.torch, torch_version):

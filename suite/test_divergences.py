@@ -22,5 +22,5 @@ def test_registered_divergence_still_reproduces(entry, device, conform):
     case = entry.repro
     assert entry.when(case), f"{entry.id}: its own repro case does not satisfy its predicate"
     conform.check(entry.rule, case, entry.reference_fn(case), entry.torch_fn(case, device),
-                  tol=entry.tol, torch_fn=entry.torch_fn)
+                  tol=entry.tol_for(case), torch_fn=entry.torch_fn)
     assert conform.records[entry.rule].known == 1, f"{entry.id} no longer diverges on torch {torch.__version__}"

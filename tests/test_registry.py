@@ -84,3 +84,11 @@ def test_every_registered_entry_is_well_formed():
         assert entry.reason and entry.evidence, entry.id
         assert entry.when(entry.repro), f"{entry.id}: repro does not satisfy its own predicate"
         assert applies_to_build(entry.torch, torch.__version__) in (True, False)
+
+
+def test_tolerance_may_be_derived_per_case():
+    from suite.compare import tolerance
+
+    entry = _entry(tol=lambda case: tolerance("float32", scale=abs(case.a)))
+    assert entry.tol_for(AddCase(2.0, 0.0)).atol == pytest.approx(2 * tolerance("float32").rtol)
+    assert _entry().tol_for(AddCase(2.0, 0.0)).rtol == 0.0

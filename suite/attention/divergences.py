@@ -42,6 +42,7 @@ SDPA_ZERO_ROWS = Divergence(
                       mask=ts.MaskSpec("bool", 0.0, (0,), 1)),
     reference_fn=_sdpa_ref,
     torch_fn=ts.run_sdpa,
+    tol=lambda case: ref.sdpa_tol(case, ts.make_sdpa_inputs(case)),
     devices=("cpu",),
 )
 
@@ -61,6 +62,7 @@ SDPA_ZERO_ROWS_CUDA = Divergence(
                       mask=ts.MaskSpec("bool", 0.0, (0,), 1)),
     reference_fn=lambda case: _sdpa_ref(case, "cuda"),
     torch_fn=ts.run_sdpa,
+    tol=lambda case: ref.sdpa_tol(case, ts.make_sdpa_inputs(case)),
     devices=("cuda",),
 )
 
@@ -79,6 +81,7 @@ SDPA_CUDNN_BOOL_ROWS = Divergence(
                       mask=ts.MaskSpec("bool", 0.0, (0,), 1)),
     reference_fn=lambda case: _sdpa_ref(case, "cuda"),
     torch_fn=ts.run_sdpa,
+    tol=lambda case: ref.sdpa_tol(case, ts.make_sdpa_inputs(case)),
     devices=("cuda",),
 )
 
@@ -111,6 +114,7 @@ SDPA_CAUSAL_MASK_CPU = Divergence(
                       mask=ts.MaskSpec("bool", 0.3, (), 2)),
     reference_fn=_sdpa_ref,
     torch_fn=ts.run_sdpa,
+    tol=lambda case: ref.sdpa_tol(case, ts.make_sdpa_inputs(case)),
     devices=("cpu",),
 )
 
@@ -129,6 +133,7 @@ SDPA_CAUSAL_MASK_CUDA = Divergence(
                       mask=ts.MaskSpec("bool", 0.3, (), 2)),
     reference_fn=lambda case: _sdpa_ref(case, "cuda"),
     torch_fn=ts.run_sdpa,
+    tol=lambda case: ref.sdpa_tol(case, ts.make_sdpa_inputs(case)),
     devices=("cuda",),
 )
 
@@ -147,6 +152,7 @@ SDPA_CAUSAL_MASK_CUDNN = Divergence(
                       is_causal=True, mask=ts.MaskSpec("bool", 0.3, (), 2)),
     reference_fn=lambda case: _sdpa_ref(case, "cuda"),
     torch_fn=ts.run_sdpa,
+    tol=lambda case: ref.sdpa_tol(case, ts.make_sdpa_inputs(case)),
     devices=("cuda",),
 )
 
@@ -189,6 +195,7 @@ MHA_SDPA_ZERO_ROWS = Divergence(
                      attn_mask=ts.MaskSpec("bool", 0.0, (1,), 3)),
     reference_fn=lambda case: ref.mha_reference(case, ts.make_mha_inputs(case)),
     torch_fn=ts.mha_outputs,
+    tol=lambda case: ref.mha_tol(case, ts.make_mha_inputs(case)),
 )
 
 
@@ -223,6 +230,7 @@ ENCODER_NESTED_PADDING = Divergence(
                        kpm_lengths=(3, 1), path="eval_nograd"),
     reference_fn=lambda case: ref.layer_reference(case, ts.make_layer_inputs(case), ts.layer_params(case)),
     torch_fn=ts.layer_forward,
+    tol=lambda case: ref.layer_tol(case, ts.make_layer_inputs(case), ts.layer_params(case)),
 )
 
 def _encoder_fast_float_mask(case) -> bool:
@@ -254,6 +262,7 @@ ENCODER_FAST_FLOAT_MASK = Divergence(
                        src_mask="float", path="eval_nograd"),
     reference_fn=lambda case: ref.layer_reference(case, ts.make_layer_inputs(case), ts.layer_params(case)),
     torch_fn=ts.layer_forward,
+    tol=lambda case: ref.layer_tol(case, ts.make_layer_inputs(case), ts.layer_params(case)),
     devices=("cpu",),
 )
 
