@@ -7,12 +7,17 @@ reproduce ... narrow or close the entry") the day torch changes.
 """
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 from suite.divergences import all_divergences, applies_to_build
 
-ENTRIES = [e for e in all_divergences() if applies_to_build(e.torch, torch.__version__)]
+# `torchconform run --area A` sets TORCHCONFORM_AREAS: run only the selected areas' entries.
+_AREAS = {a for a in os.environ.get("TORCHCONFORM_AREAS", "").split(",") if a}
+ENTRIES = [e for e in all_divergences() if applies_to_build(e.torch, torch.__version__)
+           and (not _AREAS or e.rule.split(".", 1)[0] in _AREAS)]
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.id)

@@ -1,0 +1,262 @@
+"""The HTML conformance report, built only from recorded results.
+
+``load_run(dir)`` reads one run (``results.json``, or rebuilds from ``records/``
+when the run died before writing it); ``render_report(runs, out)`` merges any
+number of runs -- other devices, other torch builds -- into one rule x build x
+device matrix and writes ``out/index.html``: one self-contained file (inline
+CSS, JS and SVG; no network) whose links point at the runs' repro scripts.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from reference.rules import AREAS
+
+TEMPLATES = Path(__file__).parent / "templates"
+STATUSES = ("pass", "fail", "known_divergence", "skipped")
+
+
+class InputError(Exception):
+    """A run directory or file that cannot be used; the message is one line naming the file."""
+
+
+@dataclass
+class Run:
+    label: str  # the build column's name (torch build, made unique across inputs)
+    path: Path  # the run directory (repro paths are relative to it)
+    data: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: corrupt JSON (line {exc.lineno}: {exc.msg})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: unreadable ({getattr(exc, 'strerror', None) or exc})") from None
+
+
+def _check_results(path: Path, data: Any) -> dict:
+    if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
+        raise InputError(f"{path}: not a torchconform results file (no 'rules' list)")
+    for i, entry in enumerate(data["rules"]):
+        if not isinstance(entry, dict) or not {"id", "device", "status"} <= entry.keys() \
+                or entry["status"] not in STATUSES:
+            raise InputError(f"{path}: rules[{i}] lacks id/device/a valid status")
+    return data
+
+
+def load_run(path: Path | str) -> Run:
+    """One run from a directory (or its results.json); raise InputError naming the bad file."""
+    path = Path(path)
+    if path.is_file():
+        directory, results = path.parent, path
+    else:
+        directory, results = path, path / "results.json"
+    notes: list[str] = []
+    if results.is_file():
+        data = _check_results(results, _read_json(results))
+    elif (directory / "records").is_dir():
+        data = _rebuild(directory)
+        notes.append(f"{directory}: no results.json; rebuilt from records/ (the run did not finish)")
+    elif not directory.exists():
+        raise InputError(f"{directory}: no such run directory")
+    else:
+        raise InputError(f"{results}: missing (and no records/ to rebuild from)")
+    notes += list(data.get("record_problems") or [])
+    build = data.get("build") or {}
+    return Run(label=str(build.get("name") or data.get("torch_version") or "unknown build"), path=directory,
+               data=data, notes=notes)
+
+
+def _rebuild(directory: Path) -> dict:
+    """results.json from records + run.json (what `torchconform run` wrote before starting)."""
+    from reference.rules import load_all
+    from torchconform.results import build_results
+
+    meta: dict[str, Any] = {}
+    if (directory / "run.json").is_file():
+        try:
+            meta = dict(_read_json(directory / "run.json"))
+        except InputError:
+            meta = {}
+    rows_meta = {**meta, "interrupted": True, "status": "interrupted (rebuilt from records)"}
+    data = build_results(directory, rows_meta, load_all(), list(meta.get("areas") or []), [], [])
+    data["devices"] = sorted({e["device"] for e in data["rules"]})
+    return data
+
+
+def unique_labels(runs: list[Run]) -> None:
+    """Two runs of the same build on the same device get distinct columns (label + directory name)."""
+    seen: dict[tuple[str, str], int] = {}
+    for run in runs:
+        devices = {e["device"] for e in run.data["rules"]}
+        if any((run.label, d) in seen for d in devices):
+            run.label = f"{run.label} ({run.path.name})"
+        for d in devices:
+            seen[(run.label, d)] = 1
+
+
+def frame(runs: list[Run], out: Path) -> pd.DataFrame:
+    rows = []
+    for run in runs:
+        for e in run.data["rules"]:
+            repro = e.get("repro")
+            rows.append({
+                "id": e["id"], "area": e.get("area") or e["id"].split(".", 1)[0], "device": str(e["device"]),
+                "build": run.label, "status": e["status"], "examples": int(e.get("examples") or 0),
+                "detail": e.get("detail") or "", "statement": e.get("statement") or "",
+                "citation": e.get("citation") or "",
+                "repro": os.path.relpath(run.path / repro, out) if repro else None,
+            })
+    columns = ["id", "area", "device", "build", "status", "examples", "detail", "statement", "citation", "repro"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def summary(df: pd.DataFrame, runs: list[Run]) -> list[dict]:
+    """Per area x build x device: rules in each status and examples run; every area appears."""
+    table = []
+    builds = [r.label for r in runs]
+    for area in list(AREAS) + sorted(set(df["area"]) - set(AREAS)):
+        part = df[df["area"] == area]
+        if part.empty:
+            table.append({"area": area, "build": "", "device": "", "empty": True,
+                          **{s: 0 for s in STATUSES}, "examples": 0})
+            continue
+        grouped = part.groupby(["build", "device"], sort=False)
+        for (build, device), g in sorted(grouped, key=lambda kv: (builds.index(kv[0][0]), kv[0][1])):
+            counts = g["status"].value_counts()
+            table.append({"area": area, "build": build, "device": device, "empty": False,
+                          **{s: int(counts.get(s, 0)) for s in STATUSES}, "examples": int(g["examples"].sum())})
+    return table
+
+
+def matrix(df: pd.DataFrame, runs: list[Run]) -> tuple[list[tuple[str, str]], list[dict]]:
+    """Columns (build, device) and one row per rule; ``differs`` when builds disagree on a device."""
+    builds = [r.label for r in runs]
+    columns = sorted({(b, d) for b, d in zip(df["build"], df["device"])},
+                     key=lambda c: (builds.index(c[0]), c[1]))
+    rows = []
+    for rid, g in df.groupby("id", sort=True):
+        cells = {(b, d): {"status": s, "examples": x, "note": t.strip().splitlines()[0][:200] if t.strip() else ""}
+                 for b, d, s, x, t in zip(g["build"], g["device"], g["status"], g["examples"], g["detail"])}
+        differs = any(len({cells[(b, d)]["status"] for b in builds if (b, d) in cells}) > 1
+                      for d in {c[1] for c in columns})
+        first = g.iloc[0]
+        rows.append({"id": rid, "area": first["area"], "statement": first["statement"],
+                     "citation": first["citation"], "cells": [cells.get(c) for c in columns],
+                     "differs": differs, "worst": _worst(cells.values())})
+    return columns, rows
+
+
+def _worst(cells) -> str:
+    statuses = {c["status"] for c in cells}
+    return next((s for s in ("fail", "known_divergence", "pass", "skipped") if s in statuses), "skipped")
+
+
+def _top_level(text: str, needle: str) -> list[int]:
+    """Positions of ``needle`` in ``text`` outside brackets (the mismatch path may itself say "expected")."""
+    depth, found = 0, []
+    for i, ch in enumerate(text):
+        if depth == 0 and text.startswith(needle, i):
+            found.append(i)
+        depth += ch in "([{"
+        depth -= ch in ")]}" and depth > 0
+    return found
+
+
+def parse_mismatch(block: str) -> dict | None:
+    """``<rule> at <path>: expected <e>, got <a> [<tol>]`` (suite/compare.py: Mismatch.__str__) -> fields."""
+    head = re.match(r"(?P<rule>\S+) at ", block)
+    tol = re.search(r" \[(?P<tol>[^\[\]]*)\]\s*$", block)
+    if not head or not tol:
+        return None
+    body = block[head.end():tol.start()]
+    starts = _top_level(body, ": expected ")
+    if not starts:
+        return None
+    path, rest = body[:starts[0]], body[starts[0] + len(": expected "):]
+    gots = [i for i in range(len(rest)) if rest.startswith(", got ", i)]
+    if not gots:
+        return None
+    # Prefer a split at bracket depth 0; a truncated repr ("...") leaves brackets open, so next try after "...".
+    level = _top_level(rest, ", got ")
+    cut = level[0] if level else next((i for i in gots if rest[:i].endswith("...")), gots[-1])
+    return {"rule": head["rule"], "path": path or "<root>", "expected": rest[:cut],
+            "actual": rest[cut + len(", got "):], "tol": tol["tol"]}
+
+
+def parse_detail(detail: str) -> dict:
+    """Split a failure detail into mismatches (path, expected, actual, tolerance), the case and other lines."""
+    mismatches, other, case = [], [], ""
+    block: list[str] = []
+    for line in detail.splitlines():
+        if block or re.match(r"\S+ at .*: ", line):
+            block.append(line)
+            if re.search(r" \[[^\[\]]*\]\s*$", line):
+                parsed = parse_mismatch("\n".join(block))
+                if parsed:
+                    mismatches.append(parsed)
+                else:
+                    other.extend(block)
+                block = []
+            continue
+        if line.startswith("case: "):
+            case = line[len("case: "):]
+        elif not line.startswith("repro: ") and line.strip() and line.strip() != "---":
+            other.append(line)
+    other.extend(block)
+    return {"mismatches": mismatches, "case": case, "other": "\n".join(other)}
+
+
+def failures(df: pd.DataFrame) -> list[dict]:
+    fails = df[df["status"] == "fail"]
+    return [{**row, **parse_detail(row["detail"])} for row in fails.to_dict("records")]
+
+
+def divergences(runs: list[Run], df: pd.DataFrame) -> list[dict]:
+    """Registry entries of all runs, with where a run actually hit them."""
+    entries: dict[str, dict] = {}
+    for run in runs:
+        for d in run.data.get("divergences") or []:
+            entry = entries.setdefault(d["id"], {**d, "applies": [], "hit": []})
+            if d.get("applies_to_this_build"):
+                entry["applies"].append(run.label)
+    known = df[df["status"] == "known_divergence"]
+    for entry in entries.values():
+        hits = known[known["detail"].str.contains(f"(?:^|\n){re.escape(entry['id'])}:", regex=True)]
+        entry["hit"] = sorted({f"{b} / {d}" for b, d in zip(hits["build"], hits["device"])})
+    return sorted(entries.values(), key=lambda e: e["id"])
+
+
+def render_report(runs: list[Run], out: Path, bench: dict | None = None, errors: list[str] | None = None) -> Path:
+    """Write ``out/index.html`` from ``runs`` (and an optional benchmark comparison)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    unique_labels(runs)
+    df = frame(runs, out)
+    columns, rows = matrix(df, runs)
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]),
+                      trim_blocks=True, lstrip_blocks=True)
+    html = env.get_template("report.html.j2").render(
+        runs=runs, areas=list(AREAS), summary=summary(df, runs), columns=columns, rows=rows,
+        failures=failures(df), divergences=divergences(runs, df), bench=bench, errors=errors or [],
+        builds=[r.label for r in runs], multi_build=len({r.label for r in runs}) > 1,
+        repros=sorted({(r["id"], r["build"], r["device"], r["repro"]) for r in df.to_dict("records") if r["repro"]}),
+        generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        differs=sum(r["differs"] for r in rows))
+    path = out / "index.html"
+    tmp = path.with_name("index.html.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,144 @@
+"""The HTML report: built from recorded results only, merges runs, survives bad inputs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reference.rules import AREAS
+from reports.html import InputError, load_run, render_report
+from torchconform.cli import main
+
+
+def rule(id, device, status, examples=5, detail="", repro=None):
+    return {"id": id, "area": id.split(".")[0], "device": device, "status": status, "examples": examples,
+            "repro": repro, "detail": detail, "statement": f"statement of {id}", "citation": "torch/x.py: f"}
+
+
+FAIL_DETAIL = ("module.b at ['w'][0]: expected 1.0, got 2.0 [rtol=1.19e-07 atol=0 (float32)]\n"
+               "case: AddCase(a=1.0, b=0.0, fail_with=None)\nrepro: repro/module.b-abc.py")
+
+
+def results(build, rules, **extra):
+    return {"schema": 1, "torch_version": build, "devices": sorted({r["device"] for r in rules}),
+            "build": {"name": build, "version": build, "git_version": "abc", "cuda": None},
+            "profile": "ci", "seed": "derandomized", "suite_commit": "deadbeef", "areas": list(AREAS),
+            "started": "2026-11-27T12:00:00+00:00", "duration_s": 1.5, "pytest_exit_code": 0,
+            "interrupted": False, "status": "complete", "machine": {"node": "vm"}, "rules": rules,
+            "divergences": [{"id": "module.div.one", "rule": "module.c", "torch": ">=2.13", "reason": "torch differs",
+                             "evidence": "https://example.invalid/issue", "devices": ["*"],
+                             "applies_to_this_build": True}], **extra}
+
+
+def write_run(directory: Path, data) -> Path:
+    directory.mkdir(parents=True)
+    (directory / "results.json").write_text(data if isinstance(data, str) else json.dumps(data))
+    return directory
+
+
+@pytest.fixture
+def two_builds(tmp_path):
+    old = write_run(tmp_path / "torch213", results("2.13.0+cpu", [
+        rule("module.a", "cpu", "pass"), rule("module.b", "cpu", "pass"),
+        rule("module.c", "cpu", "known_divergence", detail="module.div.one: torch differs (2 of 5 examples)"),
+        rule("norm.x", "cpu", "skipped", 0, "no test recorded this rule")]))
+    new = write_run(tmp_path / "torch2141", results("2.14.1", [
+        rule("module.a", "cpu", "pass"),
+        rule("module.b", "cpu", "fail", detail=FAIL_DETAIL, repro="repro/module.b-abc.py"),
+        rule("module.c", "cpu", "known_divergence", detail="module.div.one: torch differs (1 of 5 examples)"),
+        rule("norm.x", "cpu", "skipped", 0, "no test recorded this rule")]))
+    (new / "repro").mkdir()
+    (new / "repro" / "module.b-abc.py").write_text("# repro\n")
+    return old, new
+
+
+def test_merge_marks_rules_that_differ_between_builds(two_builds, tmp_path, capsys):
+    out = tmp_path / "merged"
+    assert main(["report", str(two_builds[0]), str(two_builds[1]), "--out", str(out)]) == 0
+    html = (out / "index.html").read_text()
+    assert "2.13.0+cpu" in html and "2.14.1" in html
+    assert "1 rule(s) differ between builds" in html
+    def row(rid):
+        start = html.rindex("<tr", 0, html.index(f"<b>{rid}</b>"))
+        return html[start:html.index("</tr>", start)]
+
+    assert 'data-differs="1"' in row("module.b") and ">differs<" in row("module.b")
+    assert 'class="fail"' in row("module.b") and 'class="pass"' in row("module.b")
+    assert 'data-differs="0"' in row("module.a") and ">differs<" not in row("module.a")
+    # the failure detail is split into path / expected / actual / tolerance, and the repro link resolves
+    assert "<code>[&#39;w&#39;][0]</code>" in html and "rtol=1.19e-07" in html and "AddCase(a=1.0" in html
+    assert 'href="../torch2141/repro/module.b-abc.py"' in html
+    assert (out / "../torch2141/repro/module.b-abc.py").resolve().is_file()
+    assert "https://example.invalid/issue" in html and "2.13.0+cpu / cpu" in html  # divergence and where it hit
+    for area in AREAS:
+        assert f'data-area="{area}"' in html
+
+
+def test_bad_inputs_are_one_line_each_and_the_rest_still_renders(two_builds, tmp_path, capsys):
+    corrupt = write_run(tmp_path / "corrupt", '{"rules": [')
+    wrong = write_run(tmp_path / "wrong", {"hello": 1})
+    missing = tmp_path / "nowhere"
+    out = tmp_path / "merged"
+    code = main(["report", str(two_builds[0]), str(corrupt), str(wrong), str(missing), "--out", str(out)])
+    assert code == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 3 and all(line.startswith("torchconform: error: ") for line in err)
+    assert str(corrupt / "results.json") in err[0] and "corrupt JSON" in err[0]
+    assert str(wrong / "results.json") in err[1] and str(missing) in err[2]
+    html = (out / "index.html").read_text()
+    assert "2.13.0+cpu" in html and "corrupt JSON" in html  # the good run renders, the errors are listed
+
+
+def test_nothing_usable_exits_2(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "a"), "--out", str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_report_rebuilds_from_records_when_results_json_is_missing(tmp_path):
+    run = tmp_path / "killed"
+    (run / "records").mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"areas": ["module"], "profile": "ci",
+                                              "build": {"name": "2.13.0+cpu", "version": "2.13.0+cpu"}}))
+    row = {"id": "module.selftest.x", "area": "module", "device": "cpu", "status": "pass", "examples": 3,
+           "repro": None, "detail": "", "test": "t"}
+    (run / "records" / "9.jsonl").write_text(json.dumps(row) + "\n{truncat")
+    loaded = load_run(run)
+    assert loaded.label == "2.13.0+cpu" and loaded.data["interrupted"] is True
+    assert any(e["id"] == "module.selftest.x" and e["status"] == "pass" for e in loaded.data["rules"])
+    assert any("rebuilt from records" in n for n in loaded.notes) and any("9.jsonl:2" in n for n in loaded.notes)
+    render_report([loaded], run)
+    assert "module.selftest.x" in (run / "index.html").read_text()
+
+
+def test_same_build_twice_gets_two_columns(two_builds, tmp_path):
+    again = write_run(tmp_path / "again", json.loads((two_builds[0] / "results.json").read_text()))
+    runs = [load_run(two_builds[0]), load_run(again)]
+    render_report(runs, tmp_path / "out")
+    assert runs[1].label == "2.13.0+cpu (again)"
+
+
+def test_load_run_rejects_bad_status(tmp_path):
+    bad = write_run(tmp_path / "bad", {"rules": [{"id": "module.a", "device": "cpu", "status": "great"}]})
+    with pytest.raises(InputError, match="rules\\[0\\]"):
+        load_run(bad)
+
+
+def test_parse_detail_splits_multiline_array_mismatches():
+    from reports.html import parse_detail
+
+    detail = ("attention.x at ['out'][0, 0] (3 of 4 elements differ; first: expected np.float64(1.0), got "
+              "np.float64(2.0)): expected array(2, 2)=array([[1., 2.],\n       [3., nan]]), got array(2, 2)=array("
+              "[[2., 2.],\n       [4., 0.]]) [rtol=1.19e-07 atol=0 (float32)]\n"
+              "module.y at <root>: expected Raised(type='KeyError', message='a'), got 3 [rtol=0 atol=0 (exact)]\n"
+              "module.z at ['k']: expected array(3,)=array([1.0, 2.0, 3.0, 4.0, 5.0..., got 7 [rtol=0 atol=0 (exact)]\n"
+              "case: Case(seed=1)\nrepro: repro/x.py")
+    parsed = parse_detail(detail)
+    first, second, third = parsed["mismatches"]
+    assert first["path"] == ("['out'][0, 0] (3 of 4 elements differ; first: expected np.float64(1.0), "
+                             "got np.float64(2.0))")
+    assert first["expected"].endswith("[3., nan]])") and first["actual"].startswith("array(2, 2)=array([[2., 2.]")
+    assert first["tol"] == "rtol=1.19e-07 atol=0 (float32)"
+    assert (second["path"], second["actual"]) == ("<root>", "3")
+    assert third["expected"].endswith("5.0...") and third["actual"] == "7"
+    assert parsed["case"] == "Case(seed=1)" and parsed["other"] == ""

@@ -1,0 +1,100 @@
+"""``torchconform``: run the conformance suite, build reports, benchmark, replay repros.
+
+    torchconform run    [--area A[,B]] [--profile ci|dev|fuzz] [--device D[,E]] [--out DIR] [--jobs N]
+    torchconform report DIR... [--out OUT] [--bench A B]
+    torchconform bench  [--save-dir D] [--compare A B]
+    torchconform repro  PATH [--device D] [--timeout S]
+
+Bad options are one line on stderr and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+PROFILES = ("ci", "dev", "fuzz")
+
+
+class UsageError(Exception):
+    """A bad option: reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse prints usage + message over several lines
+        raise UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="torchconform", description="Differential conformance suite and fuzzer for PyTorch builds.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="{run,report,bench,repro}")
+    sub.required = True
+
+    r = sub.add_parser("run", help="run the suite against the installed torch and write results + report")
+    r.add_argument("--area", action="append", help="area(s), comma-separated or repeated (default: all)")
+    r.add_argument("--profile", default="ci", help="hypothesis profile: ci (default, deterministic), dev, fuzz")
+    r.add_argument("--device", action="append", help="torch device(s), comma-separated or repeated "
+                                                     "(default: cpu + every accelerator)")
+    r.add_argument("--out", help="output directory (default: reports/out/<timestamp>/)")
+    r.add_argument("--jobs", "-j", help="run tests in N processes (pytest-xdist)")
+    r.add_argument("--seed", help="hypothesis seed (replays one random run; note that hypothesis then "
+                                         "skips its example database)")
+    r.add_argument("--tests", action="append", help="run these test files/directories instead of the areas' "
+                                                    "(the areas still define which rules are expected)")
+    r.add_argument("-q", "--quiet", action="store_true", help="only rule progress and the summary")
+    r.add_argument("pytest_args", nargs="*", help="after '--': extra pytest arguments (e.g. -- -k setattr)")
+
+    rep = sub.add_parser("report", help="rebuild the HTML report from recorded results; merge several runs")
+    rep.add_argument("dirs", nargs="*", help="run directories (each with results.json, or records/ to rebuild from)")
+    rep.add_argument("--out", help="output directory (default: the run's own directory for one run, "
+                                   "else reports/out/report-<timestamp>/)")
+    rep.add_argument("--bench", nargs=2, metavar=("A", "B"), help="add the benchmark comparison of A vs B "
+                                                                 "(build names or pytest-benchmark JSON files)")
+    rep.add_argument("--bench-dir", default="reports/perf", help="where `torchconform bench` saved results")
+
+    b = sub.add_parser("bench", help="benchmark the installed torch build, or compare two saved builds")
+    b.add_argument("--save-dir", default="reports/perf", help="results root: <dir>/<machine>/<build>/<time>.json")
+    b.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                   help="compare saved results of build (or file) A against B instead of running")
+    b.add_argument("--max-time", type=float, default=0.3, help="seconds per benchmark and pass (pytest-benchmark)")
+    b.add_argument("--passes", type=int, default=5, help="sweeps over all benchmarks, merged (default 5): "
+                                                          "their spread measures the machine's drift")
+    b.add_argument("-k", dest="select", help="only benchmarks matching this pytest -k expression")
+
+    rp = sub.add_parser("repro", help="rerun one repro script and say whether it still reproduces")
+    rp.add_argument("path")
+    rp.add_argument("--device", help="device to replay on (default: the one recorded in the script)")
+    rp.add_argument("--timeout", type=float, default=300.0, help="seconds before the replay is abandoned")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parser().parse_args(argv)
+        if args.command == "run":
+            from torchconform.run import run
+            return run(args)
+        if args.command == "report":
+            from torchconform.report import report
+            return report(args)
+        if args.command == "bench":
+            from torchconform.bench import bench
+            return bench(args)
+        from torchconform.repro import repro
+        return repro(args)
+    except UsageError as exc:
+        print(f"torchconform: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("torchconform: interrupted", file=sys.stderr)
+        return 130
+
+
+def split_list(values: list[str] | None) -> list[str]:
+    """``["a,b", "c"]`` -> ``["a", "b", "c"]`` (order kept, duplicates dropped)."""
+    items = [part.strip() for value in values or [] for part in value.split(",")]
+    return list(dict.fromkeys(item for item in items if item))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
