@@ -1,0 +1,126 @@
+"""Datasets (Concat, Subset, Chain, Stack, Tensor) and random_split.
+
+Part of the data reference (see reference/data/__init__.py for its independence notes)."""
+from __future__ import annotations
+
+import math
+
+from reference.rules import rule
+from suite.compare import Raised
+from reference.data.rng import DATASET, MT
+from reference.data.collate import _tensor_pic
+
+
+DS_CONCAT = rule("data.dataset.concat_index",
+                 "ConcatDataset maps index i to the first member whose cumulative size exceeds i (empty members "
+                 "skipped); len is the sum.", f"{DATASET}: ConcatDataset.__getitem__")
+DS_CONCAT_NEG = rule("data.dataset.concat_negative",
+                     "ConcatDataset accepts -len <= i < 0 as len + i; i < -len raises ValueError.",
+                     f"{DATASET}: ConcatDataset.__getitem__")
+DS_CONCAT_OOB = rule("data.dataset.concat_out_of_range", "ConcatDataset index >= len raises IndexError.",
+                     f"{DATASET}: ConcatDataset.__getitem__")
+DS_SUBSET = rule("data.dataset.subset",
+                 "Subset[k] is dataset[indices[k]] with Python indexing of indices (negatives wrap, out of range "
+                 "raises IndexError).", f"{DATASET}: Subset")
+DS_CHAIN = rule("data.dataset.chain", "ChainDataset yields its members in order; len is the sum of lens.",
+                f"{DATASET}: ChainDataset")
+DS_STACK = rule("data.dataset.stack",
+                "StackDataset returns a tuple (positional) or dict (keyword) of the members' items, also via "
+                "__getitems__; members of different lengths raise ValueError.", f"{DATASET}: StackDataset")
+DS_TENSOR = rule("data.dataset.tensor",
+                 "TensorDataset[i] is the tuple of each tensor's row i; tensors of different first size raise.",
+                 f"{DATASET}: TensorDataset")
+DS_KIND = rule("data.dataset.kind_checks",
+               "ConcatDataset rejects an empty list and IterableDataset members; ChainDataset rejects a map-style "
+               "member when iterated (AssertionError each).", f"{DATASET}: ConcatDataset.__init__, ChainDataset.__iter__")
+SPLIT = rule("data.seed.random_split",
+             "random_split with integer lengths permutes range(sum) with one randperm from the generator and cuts it "
+             "into consecutive pieces.", f"{DATASET}: random_split")
+SPLIT_FRAC = rule("data.seed.random_split_fractions",
+                  "Fractions summing to 1 become floor(f*n) each, the remainder handed out one by one round-robin from "
+                  "the first split; a zero-length split warns.", f"{DATASET}: random_split")
+SPLIT_ERR = rule("data.seed.random_split_errors",
+                 "random_split raises ValueError when lengths do not sum to len(dataset) or a fraction is outside "
+                 "[0, 1].", f"{DATASET}: random_split")
+
+
+def dataset_rule(case) -> str:
+    if case.kind == "concat":
+        total = sum(case.sizes)
+        if case.index >= total:
+            return DS_CONCAT_OOB
+        return DS_CONCAT_NEG if case.index < 0 else DS_CONCAT
+    if case.kind == "random_split":
+        lengths = case.lengths
+        if any(isinstance(x, float) for x in lengths) and math.isclose(sum(lengths), 1) and sum(lengths) <= 1:
+            return SPLIT_FRAC if all(0 <= x <= 1 for x in lengths) else SPLIT_ERR
+        return SPLIT if sum(lengths) == case.sizes[0] else SPLIT_ERR
+    return {"subset": DS_SUBSET, "chain": DS_CHAIN, "stack": DS_STACK, "tensor": DS_TENSOR,
+            "kind_checks": DS_KIND}[case.kind]
+
+
+def dataset_outcome(case, device: str = "cpu"):
+    members = [[t * 100 + k for k in range(s)] for t, s in enumerate(case.sizes)]
+    if case.kind == "concat":
+        flat = [x for m in members for x in m]
+        total = len(flat)
+        i = case.index
+        if i < -total:
+            item = Raised("ValueError", r"absolute value of index should not exceed dataset length")
+        elif i >= total:
+            item = Raised("IndexError")
+        else:
+            item = flat[i]
+        return {"len": total, "item": item}
+    if case.kind == "kind_checks":
+        return Raised("AssertionError", [r"datasets should not be an empty iterable",
+                                         r"ConcatDataset does not support IterableDataset",
+                                         r"ChainDataset only supports IterableDataset"][case.index])
+    if case.kind == "subset":
+        base, idx = members[0], list(case.indices)
+        items = []
+        for k in range(-len(idx) - 1, len(idx) + 1):
+            items.append(base[idx[k]] if -len(idx) <= k < len(idx) else Raised("IndexError"))
+        return {"len": len(idx), "items": items}
+    if case.kind == "chain":
+        return {"len": sum(case.sizes), "items": [k for s in case.sizes for k in range(s)]}
+    if case.kind == "stack":
+        if len(set(case.sizes)) > 1:
+            return Raised("ValueError", r"Size mismatch between datasets")
+
+        def pick(i):
+            if case.as_dict:
+                return ("map", "dict", {f"k{t}": ("int", m[i]) for t, m in enumerate(members)})
+            return ("tuple", [("int", m[i]) for m in members])
+
+        return {"len": case.sizes[0], "item": pick(case.index), "items": ("list", [pick(i) for i in case.indices])}
+    if case.kind == "tensor":
+        if len(set(case.sizes)) > 1:
+            return Raised("AssertionError|ValueError", r"Size mismatch between tensors")
+        return {"len": case.sizes[0],
+                "item": ("tuple", [_tensor_pic("int64", device.split(":")[0], [2 * case.index + 100 * t, 2 * case.index + 1 + 100 * t])
+                                   for t in range(len(case.sizes))])}
+    return random_split_outcome(case)
+
+
+def random_split_outcome(case):
+    n, lengths = case.sizes[0], list(case.lengths)
+    warnings = 0
+    if math.isclose(sum(lengths), 1) and sum(lengths) <= 1:
+        for i, f in enumerate(lengths):
+            if f < 0 or f > 1:
+                return Raised("ValueError", rf"Fraction at index {i} is not between 0 and 1")
+        counts = [math.floor(n * f) for f in lengths]
+        for i in range(n - sum(counts)):
+            counts[i % len(counts)] += 1
+        warnings = sum(1 for c in counts if c == 0)
+        lengths = counts
+    if sum(lengths) != n:
+        return Raised("ValueError", r"Sum of input lengths does not equal the length of the input dataset")
+    g = MT(case.seed)
+    perm = g.randperm(n)
+    parts, start = [], 0
+    for length in lengths:
+        parts.append(perm[start:start + length])
+        start += length
+    return {"parts": parts, "warnings": warnings, "next": g.random64()}

@@ -1,0 +1,124 @@
+"""DataLoader construction: validation order, defaults, len() and the length warning.
+
+Part of the data reference (see reference/data/__init__.py for its independence notes)."""
+from __future__ import annotations
+
+from reference.rules import rule
+from suite.compare import Raised
+from reference.data.rng import DOC, LOADER
+
+
+L_WORKERS = rule("data.loader.num_workers_negative", "num_workers < 0 raises ValueError (checked first).",
+                 f"{LOADER}: DataLoader.__init__")
+L_TIMEOUT = rule("data.loader.timeout_negative", "timeout < 0 raises ValueError.", f"{LOADER}: DataLoader.__init__")
+L_PREFETCH = rule("data.loader.prefetch_without_workers",
+                  "prefetch_factor with num_workers=0 raises ValueError; with workers it defaults to 2.",
+                  f"{LOADER}: DataLoader.__init__")
+L_PREFETCH_POS = rule("data.loader.prefetch_factor_positive",
+                      "prefetch_factor must be a positive number of batches per worker; a value that cannot load "
+                      "anything is rejected with ValueError when the DataLoader is built.",
+                      f"{DOC}#torch.utils.data.DataLoader (prefetch_factor: number of batches loaded in advance "
+                      "by each worker)")
+L_PERSIST = rule("data.loader.persistent_without_workers", "persistent_workers=True with num_workers=0 raises "
+                 "ValueError.", f"{LOADER}: DataLoader.__init__")
+L_ITER_SHUFFLE = rule("data.loader.iterable_shuffle",
+                      "An IterableDataset with shuffle other than None/False raises ValueError.",
+                      f"{LOADER}: DataLoader.__init__")
+L_ITER_SAMPLER = rule("data.loader.iterable_sampler",
+                      "An IterableDataset with a sampler or batch_sampler raises ValueError.",
+                      f"{LOADER}: DataLoader.__init__")
+L_SAMPLER_SHUFFLE = rule("data.loader.sampler_shuffle_exclusive", "sampler with shuffle=True raises ValueError.",
+                         f"{LOADER}: DataLoader.__init__")
+L_BATCH_SAMPLER = rule("data.loader.batch_sampler_exclusive",
+                       "batch_sampler with batch_size != 1, shuffle, sampler or drop_last raises ValueError.",
+                       f"{LOADER}: DataLoader.__init__")
+L_NONE_DROP = rule("data.loader.batch_size_none_drop_last", "batch_size=None with drop_last=True raises ValueError.",
+                   f"{LOADER}: DataLoader.__init__")
+L_DEFAULTS = rule("data.loader.default_samplers",
+                  "Without a sampler: RandomSampler if shuffle else SequentialSampler (an infinite constant sampler "
+                  "for iterables); a BatchSampler wraps it when batch_size is set; collate is default_collate with "
+                  "batching, default_convert without.", f"{LOADER}: DataLoader.__init__")
+L_LEN_MAP = rule("data.loader.len_map", "len(loader) of a map-style dataset is len of its (batch) sampler.",
+                 f"{LOADER}: DataLoader.__len__")
+L_LEN_ITER = rule("data.loader.len_iterable",
+                  "len(loader) of an IterableDataset is len(dataset), divided by batch_size (ceil, floor with "
+                  "drop_last); TypeError without __len__.", f"{LOADER}: DataLoader.__len__")
+L_LEN_WARN = rule("data.loader.iterable_len_warning",
+                  "After len(loader) was taken, the iterator warns at each batch beyond that length.",
+                  f"{LOADER}: NOTE [ IterableDataset and __len__ ]")
+
+
+def loader_args_outcome(case):
+    """(rule, expected) for a LoaderArgsCase: the first failing check in documented order, else the
+    defaults picked."""
+    it, shuffle = case.iterable, case.shuffle
+    if case.num_workers < 0:
+        return L_WORKERS, Raised("ValueError", r"num_workers option should be non-negative")
+    if case.timeout < 0:
+        return L_TIMEOUT, Raised("ValueError", r"timeout option should be non-negative")
+    if case.num_workers == 0 and case.prefetch_factor is not None:
+        return L_PREFETCH, Raised("ValueError", r"prefetch_factor option could only be specified in multiprocessing")
+    if case.num_workers > 0 and case.prefetch_factor is not None and case.prefetch_factor <= 0:
+        return L_PREFETCH_POS, Raised("ValueError", r"prefetch_factor")
+    if case.persistent_workers and case.num_workers == 0:
+        return L_PERSIST, Raised("ValueError", r"persistent_workers option needs num_workers > 0")
+    if it and shuffle not in (None, False):
+        return L_ITER_SHUFFLE, Raised("ValueError", r"expected unspecified shuffle option")
+    if it and (case.sampler or case.batch_sampler):
+        return L_ITER_SAMPLER, Raised("ValueError", r"expected unspecified (batch_)?sampler option")
+    if case.sampler and shuffle:
+        return L_SAMPLER_SHUFFLE, Raised("ValueError", r"sampler option is mutually exclusive with shuffle")
+    if case.batch_sampler and (case.batch_size != 1 or shuffle or case.sampler or case.drop_last):
+        return L_BATCH_SAMPLER, Raised("ValueError", r"batch_sampler option is mutually exclusive")
+    if not case.batch_sampler and case.batch_size is None and case.drop_last:
+        return L_NONE_DROP, Raised("ValueError", r"mutually exclusive with drop_last")
+    batch_size, drop_last = (None, False) if case.batch_sampler else (case.batch_size, case.drop_last)
+    if it:
+        sampler = "_InfiniteConstantSampler"
+    elif case.sampler:
+        sampler = "SequentialSampler"
+    else:
+        sampler = "RandomSampler" if shuffle else "SequentialSampler"
+    batching = case.batch_sampler or batch_size is not None
+    out = {"sampler": sampler, "batch_sampler": "BatchSampler" if batching else None,
+           "batch_size": batch_size, "drop_last": drop_last,
+           "collate_fn": "default_collate" if batching else "default_convert",
+           "prefetch_factor": (2 if case.prefetch_factor is None else case.prefetch_factor) if case.num_workers else None}
+    if it:
+        if case.declared_len is None:
+            out["len"] = Raised("TypeError")
+        elif batch_size is None:
+            out["len"] = case.declared_len
+        else:
+            out["len"] = case.declared_len // batch_size if drop_last else -(-case.declared_len // batch_size)
+        rule_id = L_LEN_ITER
+    else:
+        if case.batch_sampler:
+            out["len"] = -(-case.n // 2)
+        elif batch_size is None:
+            out["len"] = case.n
+        else:
+            out["len"] = case.n // batch_size if drop_last else -(-case.n // batch_size)
+        rule_id = L_LEN_MAP if not shuffle else L_DEFAULTS
+    if case.iterate:
+        out["first"] = _first_batch(case, batch_size, drop_last)
+    return rule_id, out
+
+
+def _first_batch(case, batch_size, drop_last):
+    if case.n == 0 or (batch_size is not None and drop_last and case.n < batch_size):
+        return None
+    if case.shuffle and not case.iterable:
+        return "shuffled"  # a placeholder: no strategy asks for the first shuffled batch
+    if batch_size is None and not case.batch_sampler:
+        return 0
+    size = 2 if case.batch_sampler else batch_size
+    return list(range(min(size, case.n)))
+
+
+def iterable_len_warning_outcome(case) -> dict:
+    """The rule's reading: warn at every batch number beyond len(loader)."""
+    bs = case.batch_size
+    length = case.declared_len if bs is None else (case.declared_len // bs if case.drop_last else -(-case.declared_len // bs))
+    produced = case.n if bs is None else (case.n // bs if case.drop_last else -(-case.n // bs))
+    return {"len": length, "warned_at": list(range(length + 1, produced + 1))}

@@ -1,0 +1,173 @@
+"""Hypothesis strategies for the data area: small Cases only (datasets <= 24 samples,
+<= 3 workers), so multi-worker examples stay cheap on 2 cores."""
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from suite.data.torch_side import (CollateCase, DatasetCase, LoaderArgsCase, LoaderCase, RngCase, SamplerCase)
+
+seeds = st.integers(0, 2**64 - 1)
+small_seeds = st.integers(0, 2**31 - 1)
+
+
+@st.composite
+def rng_cases(draw):
+    op = draw(st.sampled_from(["randperm", "randint", "random64", "multinomial"]))
+    seed = draw(seeds)
+    if op == "multinomial":
+        weights = tuple(draw(st.lists(st.integers(1, 9), min_size=1, max_size=8)))
+        return RngCase(op, seed, size=draw(st.integers(2, 40)), weights=tuple(float(w) for w in weights))
+    return RngCase(op, seed, n=draw(st.integers(1, 30)), size=draw(st.integers(0, 40)))
+
+
+@st.composite
+def sampler_cases(draw, kind: str):
+    n = draw(st.integers(1, 24))
+    seed = draw(seeds)
+    use_generator = draw(st.booleans())
+    passes = draw(st.integers(1, 3))
+    if kind == "sequential":
+        return SamplerCase(kind, n, seed, use_generator, passes=passes)
+    if kind == "random":
+        replacement = draw(st.one_of(st.booleans(), st.booleans(), st.booleans(), st.just(1)))
+        num_samples = draw(st.one_of(st.none(), st.integers(1, 70), st.sampled_from([0, -1, 2.0, True])))
+        return SamplerCase(kind, n, seed, use_generator, replacement=replacement, num_samples=num_samples,
+                           passes=passes)
+    if kind == "subset_random":
+        indices = tuple(draw(st.lists(st.integers(0, 50), min_size=0, max_size=12)))
+        return SamplerCase(kind, n, seed, use_generator, indices=indices, passes=passes)
+    if kind == "weighted":
+        weights = tuple(float(w) for w in draw(st.lists(st.sampled_from([0, 0.5, 1, 2, 3, 7.25]), min_size=1,
+                                                            max_size=10)))
+        if not any(weights):
+            weights = (1.0,) + weights[1:]
+        num_samples = draw(st.one_of(st.integers(1, 12), st.sampled_from([0, -2, True])))
+        replacement = draw(st.one_of(st.booleans(), st.booleans(), st.just(0)))
+        return SamplerCase(kind, len(weights), seed, use_generator, replacement=replacement, num_samples=num_samples,
+                           weights=weights, passes=passes)
+    if kind == "batch":
+        batch_size = draw(st.one_of(st.integers(1, 8), st.integers(1, 8), st.sampled_from([0, -1, True, 2.0])))
+        drop_last = draw(st.one_of(st.booleans(), st.booleans(), st.just(0)))
+        inner = draw(st.sampled_from(["sequential", "random"]))
+        # (an empty RandomSampler is a RandomSampler validation error, covered there)
+        return SamplerCase(kind, draw(st.integers(0 if inner == "sequential" else 1, 24)), seed, use_generator, batch_size=batch_size,
+                           drop_last=drop_last, inner=inner, passes=passes)
+    replicas = draw(st.integers(1, 5))
+    rank = draw(st.one_of(st.integers(0, replicas - 1), st.integers(0, replicas - 1), st.sampled_from([-1, replicas])))
+    epochs = tuple(draw(st.lists(st.integers(0, 5), min_size=1, max_size=3)))
+    return SamplerCase(kind, n, seed, use_generator, num_replicas=replicas, rank=rank, shuffle=draw(st.booleans()),
+                       dist_seed=draw(st.integers(0, 2**40)), drop_last=draw(st.booleans()), epochs=epochs)
+
+
+@st.composite
+def loader_args_cases(draw):
+    iterable = draw(st.booleans())
+    workers = draw(st.sampled_from([0, 0, 1, 2, -1]))
+    return LoaderArgsCase(
+        iterable=iterable, n=draw(st.integers(0, 12)),
+        batch_size=draw(st.sampled_from([1, 1, 2, 3, None])),
+        shuffle=draw(st.sampled_from([None, False, True])),
+        sampler=draw(st.booleans()), batch_sampler=draw(st.booleans()), drop_last=draw(st.booleans()),
+        num_workers=workers,
+        prefetch_factor=draw(st.sampled_from([None, None, 1, 2, 0, -1])),
+        persistent_workers=draw(st.booleans()), timeout=draw(st.sampled_from([0.0, 0.0, 1.0, -1.0])),
+        declared_len=draw(st.one_of(st.none(), st.integers(0, 12))))
+
+
+def _leaf():
+    return st.one_of(
+        st.tuples(st.just("tensor"), st.sampled_from(["float32", "float64", "int64", "int32", "bool"]),
+                  st.lists(st.integers(1, 3), max_size=2).map(tuple)),
+        st.tuples(st.just("ndarray"), st.sampled_from(["float32", "float64", "int64", "int16", "uint8", "bool"]),
+                  st.lists(st.integers(1, 3), max_size=2).map(tuple)),
+        st.tuples(st.just("npscalar"), st.sampled_from(["float32", "float64", "int64", "int32", "bool_"])),
+        st.sampled_from([("int",), ("float",), ("bool",), ("str",), ("bytes",), ("intfloat",)]),
+    )
+
+
+def collate_specs(max_depth: int = 2):
+    def extend(children):
+        keys = st.sampled_from(["a", "b", "c", "z"])
+        return st.one_of(
+            st.tuples(st.just("map"), st.sampled_from(["dict", "OrderedDict", "FrozenMap"]),
+                      st.lists(st.tuples(keys, children), min_size=1, max_size=3, unique_by=lambda kv: kv[0])
+                      .map(tuple)),
+            st.tuples(st.just("namedtuple"), children, children),
+            st.tuples(st.sampled_from(["tuple", "list"]), st.lists(children, min_size=1, max_size=3).map(tuple)),
+        )
+
+    rare = st.sampled_from([("none",), ("opaque",), ("ndarray", "<U3", (2,)), ("ragged", ("int",))])
+    return st.recursive(st.one_of(_leaf(), _leaf(), _leaf(), rare), extend, max_leaves=5)
+
+
+@st.composite
+def collate_cases(draw, mode: str = "collate"):
+    return CollateCase(spec=draw(collate_specs()), batch=draw(st.integers(1, 4)), seed=draw(small_seeds), mode=mode)
+
+
+@st.composite
+def dataset_cases(draw, kind: str):
+    if kind == "concat":
+        sizes = tuple(draw(st.lists(st.integers(0, 5), min_size=1, max_size=4)))
+        total = sum(sizes)
+        index = draw(st.integers(-total - 2, total + 1))
+        return DatasetCase(kind, sizes=sizes, index=index)
+    if kind == "subset":
+        size = draw(st.integers(1, 10))
+        indices = tuple(draw(st.lists(st.integers(-size, size - 1), max_size=8)))
+        return DatasetCase(kind, sizes=(size,), indices=indices)
+    if kind == "chain":
+        return DatasetCase(kind, sizes=tuple(draw(st.lists(st.integers(0, 5), min_size=0, max_size=4))))
+    if kind in ("stack", "tensor"):
+        size = draw(st.integers(1, 6))
+        count = draw(st.integers(1, 3))
+        sizes = tuple([size] * count) if draw(st.integers(0, 4)) else tuple([size] * (count - 1) + [size + 1])
+        index = draw(st.integers(0, size - 1))
+        indices = tuple(draw(st.lists(st.integers(0, size - 1), max_size=4)))
+        return DatasetCase(kind, sizes=sizes, index=index, indices=indices, as_dict=draw(st.booleans()))
+    n = draw(st.integers(0, 20))
+    if draw(st.booleans()):
+        parts = draw(st.integers(1, 4))
+        cuts = sorted(draw(st.lists(st.integers(0, n), min_size=parts - 1, max_size=parts - 1)))
+        lengths = tuple(b - a for a, b in zip([0] + cuts, cuts + [n]))
+        if draw(st.integers(0, 5)) == 0:
+            lengths = lengths[:-1] + (lengths[-1] + 1,)
+    else:
+        lengths = draw(st.sampled_from([(0.5, 0.5), (0.3, 0.7), (0.1, 0.2, 0.7), (0.25, 0.25, 0.25, 0.25),
+                                        (1.0,), (0.0, 1.0), (1.2, -0.2), (0.34, 0.33, 0.33)]))
+    return DatasetCase(kind, sizes=(n,), lengths=lengths, seed=draw(seeds))
+
+
+@st.composite
+def loader_cases(draw, workers=st.integers(1, 3), **fixed):
+    """A map-style LoaderCase; ``fixed`` pins fields (a value, or a strategy to draw it from)."""
+    fixed = {k: draw(v) if isinstance(v, st.SearchStrategy) else v for k, v in fixed.items()}
+    n = draw(st.integers(1, 16))
+    fields = dict(n=n, batch_size=draw(st.sampled_from([1, 2, 3, 4, None])), num_workers=draw(workers),
+                  shuffle=draw(st.booleans()), drop_last=draw(st.booleans()), seed=draw(seeds),
+                  use_generator=draw(st.booleans()), prefetch_factor=draw(st.sampled_from([None, 1, 2, 3])))
+    fields.update(fixed)
+    if fields["batch_size"] is None:
+        fields["drop_last"] = False
+        fields["collate"] = "default"  # a custom collate_fn sees single samples then (not a batch rule)
+    if fields["num_workers"] == 0:
+        fields["prefetch_factor"] = None
+    return LoaderCase(**fields)
+
+
+@st.composite
+def iterable_cases(draw, **fixed):
+    workers = draw(st.integers(0, 3))
+    shard = draw(st.booleans())
+    if shard:
+        lengths = (draw(st.integers(0, 16)),)
+    else:
+        lengths = tuple(draw(st.lists(st.integers(0, 7), min_size=max(workers, 1), max_size=max(workers, 1))))
+    fields = dict(n=0, iterable=True, lengths=lengths, shard=shard, num_workers=workers,
+                  batch_size=draw(st.sampled_from([1, 2, 3, None])), drop_last=draw(st.booleans()),
+                  seed=draw(seeds), use_generator=draw(st.booleans()),
+                  prefetch_factor=draw(st.sampled_from([None, 1, 2])) if workers else None)
+    fields.update({k: draw(v) if isinstance(v, st.SearchStrategy) else v for k, v in fixed.items()})
+    if fields["batch_size"] is None:
+        fields["drop_last"] = False
+    return LoaderCase(**fields)

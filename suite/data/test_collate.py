@@ -1,0 +1,55 @@
+"""default_collate per element type, collate_fn_map dispatch, default_convert (batch_size=None)."""
+import pytest
+from hypothesis import example, given
+
+from reference import data as R
+from suite.data.strategies import collate_cases
+from suite.data.torch_side import CollateCase, make_batch, torch_collate
+
+# One explicit example per element type, so every rule is reached in every profile.
+EXAMPLE_SPECS = [("tensor", "float32", (2,)), ("ndarray", "int16", (2, 1)), ("ndarray", "<U3", (2,)),
+                 ("npscalar", "float32"), ("npscalar", "bool_"), ("int",), ("float",), ("bool",), ("intfloat",),
+                 ("str",), ("bytes",), ("map", "FrozenMap", (("b", ("int",)), ("a", ("float",)))),
+                 ("namedtuple", ("int",), ("str",)), ("tuple", (("int",), ("bool",))), ("ragged", ("int",)),
+                 ("none",), ("opaque",)]
+
+
+def with_examples(mode):
+    def deco(fn):
+        for spec in reversed(EXAMPLE_SPECS):
+            fn = example(case=CollateCase(spec=spec, batch=3, seed=1, mode=mode))(fn)
+        return fn
+    return deco
+
+COLLATE_RULES = (R.C_SPARSE, R.C_TENSOR, R.C_NDARRAY, R.C_NPSCALAR, R.C_NUMBER, R.C_FIRST, R.C_STR, R.C_MAP, R.C_NT, R.C_SEQ,
+                 R.C_RAGGED, R.C_UNSUPPORTED)
+
+
+def _check(conform, case, device):
+    # make_batch is input generation (not under test); the reference only reads the inputs
+    expected = R.collate_outcome(case, make_batch(case, device))
+    conform.check(R.collate_rule(case.spec, case.mode), case, expected, torch_collate(case, device),
+                  torch_fn=torch_collate)
+
+
+@pytest.mark.rules(*COLLATE_RULES)
+@example(case=CollateCase(spec=("sparse",), batch=2, seed=1))
+@example(case=CollateCase(spec=("map", "dict", (("s", ("sparse",)),)), batch=2, seed=2))
+@with_examples("collate")
+@given(case=collate_cases())
+def test_default_collate(conform, device, case):
+    _check(conform, case, device)
+
+
+@pytest.mark.rules(R.C_CUSTOM_MAP)
+@with_examples("custom_map")
+@given(case=collate_cases("custom_map"))
+def test_collate_fn_map(conform, device, case):
+    _check(conform, case, device)
+
+
+@pytest.mark.rules(R.C_CONVERT)
+@with_examples("convert")
+@given(case=collate_cases("convert"))
+def test_default_convert(conform, device, case):
+    _check(conform, case, device)

@@ -1,0 +1,144 @@
+"""Golden cases of reference/data.py, computed by hand or from published constants (no torch)."""
+import random
+
+import numpy as np
+import pytest
+
+from reference import data as R
+from reference.data import collate as collate_model
+from suite.compare import Raised
+from suite.data.torch_side import DatasetCase, LoaderArgsCase, LoaderCase, SamplerCase
+
+
+def test_mt_matches_reference_mt19937_outputs():
+    # init_genrand(5489) first outputs (the C reference implementation / std::mt19937 default seed)
+    g = R.MT(5489)
+    assert [g.u32() for _ in range(3)] == [3499211612, 581869302, 3890346734]
+    # the 10000th output of std::mt19937 default-seeded is 4123659995 (C++ standard [rand.predef])
+    g = R.MT(5489)
+    for _ in range(9999):
+        g.u32()
+    assert g.u32() == 4123659995
+
+
+def test_mt_seed_uses_low_32_bits():
+    assert R.MT(7).u64() == R.MT(7 + 2**32).u64()
+
+
+def test_random64_is_high_word_first_mod_2_63():
+    g1, g2 = R.MT(1), R.MT(1)
+    hi, lo = g2.u32(), g2.u32()
+    assert g1.random64() == ((hi << 32) | lo) % 2**63
+
+
+def test_randperm_is_forward_fisher_yates():
+    class Fixed(R.MT):
+        def __init__(self, words):
+            self.words = list(words)
+
+        def u32(self):
+            return self.words.pop(0)
+
+    # n=3: i=0 swaps with 0 + 5 % 3 = 2 -> [2,1,0]; i=1 swaps with 1 + 4 % 2 = 1 -> unchanged
+    assert Fixed([5, 4]).randperm(3) == [2, 1, 0]
+    assert Fixed([]).randperm(1) == [0]
+
+
+def test_multinomial_inverse_cdf():
+    class Fixed(R.MT):
+        def __init__(self, us):
+            self.us = list(us)
+
+        def uniform53(self):
+            return self.us.pop(0)
+
+    # weights 1,3 -> cumulative 0.25, 1.0: u=0.25 picks 0 (first bucket >= u), 0.26 picks 1
+    assert Fixed([0.25, 0.26, 0.0]).multinomial_replacement([1.0, 3.0], 3) == [0, 1, 0]
+
+
+def test_batch_sampler_golden():
+    out = R.sampler_outcome(SamplerCase("batch", 10, 0, batch_size=3, drop_last=False))
+    assert out["passes"] == [[[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]] and out["len"] == 4
+    out = R.sampler_outcome(SamplerCase("batch", 10, 0, batch_size=3, drop_last=True))
+    assert out["passes"] == [[[0, 1, 2], [3, 4, 5], [6, 7, 8]]] and out["len"] == 3
+    assert isinstance(R.sampler_outcome(SamplerCase("batch", 10, 0, batch_size=True)), Raised)
+
+
+def test_distributed_padding_and_drop_last():
+    # n=5, R=3: padded [0,1,2,3,4,0], rank 1 takes positions 1 and 4
+    assert R.distributed_indices(5, 3, 1, False, 0, 0, False) == ([1, 4], 2)
+    # drop_last: ceil((5-3)/3) = 1 per rank -> [0,1,2]
+    assert R.distributed_indices(5, 3, 2, False, 0, 0, True) == ([2], 1)
+    # n=2, R=5: wrap around more than once: [0,1,0,1,0]
+    assert [R.distributed_indices(2, 5, r, False, 0, 0, False)[0] for r in range(5)] == [[0], [1], [0], [1], [0]]
+
+
+def test_random_sampler_consumption_counts():
+    # num_samples = 2n: three permutations drawn (the third unused)
+    case = SamplerCase("random", 4, 3, num_samples=8)
+    g = R.MT(3)
+    perms = [g.randperm(4) for _ in range(3)]
+    out = R.sampler_outcome(case)
+    assert out["passes"] == [perms[0] + perms[1]] and out["next"] == g.random64()
+
+
+def test_loader_args_precedence():
+    # negative num_workers wins over everything else
+    rule, out = R.loader_args_outcome(LoaderArgsCase(iterable=True, n=3, num_workers=-1, timeout=-1, shuffle=True))
+    assert rule == R.L_WORKERS and out.type == "ValueError"
+    rule, out = R.loader_args_outcome(LoaderArgsCase(iterable=False, n=5, batch_size=2, drop_last=True))
+    assert out["len"] == 2 and out["sampler"] == "SequentialSampler" and out["collate_fn"] == "default_collate"
+    rule, out = R.loader_args_outcome(LoaderArgsCase(iterable=True, n=5, batch_size=None, declared_len=7))
+    assert out["len"] == 7 and out["collate_fn"] == "default_convert"
+
+
+def test_collate_model_golden():
+    import collections
+
+    Point = collections.namedtuple("Point", "x y")
+    out = R.model_collate([Point(0, 1.5), Point(2, 2.5)])
+    assert out[0] == "namedtuple" and out[2][0][1] == "int64" and out[2][1][1] == "float64"
+    assert R.model_collate(["a", "b"]) == ("list", [("str", "a"), ("str", "b")])
+    assert R.model_collate([1, 2.5])[1] == "float32"  # int first: torch.tensor's inference
+    assert R.model_collate([True, False])[1] == "bool"
+    with pytest.raises(collate_model._CollateError):
+        R.model_collate([[1], [1, 2]])
+
+
+def test_random_split_fraction_remainders():
+    # n=10, (0.34, 0.33, 0.33): floors 3,3,3, one left -> first split: 4,3,3
+    out = R.random_split_outcome(DatasetCase("random_split", sizes=(10,), lengths=(0.34, 0.33, 0.33), seed=0))
+    assert [len(p) for p in out["parts"]] == [4, 3, 3]
+    assert isinstance(R.random_split_outcome(DatasetCase("random_split", sizes=(3,), lengths=(1, 1))), Raised)
+
+
+def test_concat_negative_and_bounds():
+    c = DatasetCase("concat", sizes=(2, 0, 3), index=-1)
+    assert R.dataset_outcome(c)["item"] == 202
+    assert R.dataset_outcome(DatasetCase("concat", sizes=(2, 0, 3), index=2))["item"] == 200
+    assert R.dataset_outcome(DatasetCase("concat", sizes=(2,), index=-3))["item"].type == "ValueError"
+
+
+def test_worker_seeding_model():
+    base = 12345
+    p = R.worker_proc(base, 2, init_fn=False)
+    assert p.initial_seed == base + 2
+    assert p.py.getrandbits(32) == random.Random(base + 2).getrandbits(32)
+    assert R.np_worker_state(base, 2) == [int(x) for x in np.random.SeedSequence([2, base, 0, 0]).generate_state(4)]
+
+
+def test_round_robin_skips_exhausted_workers():
+    case = LoaderCase(n=0, iterable=True, lengths=(3, 1, 2), num_workers=3, batch_size=None)
+    out = R.iterable_outcome(case)
+    order = [b[0][:2] for b in out["epochs"][0]]
+    assert order == [[0, 0], [0, 1], [0, 2], [1, 0], [1, 2], [2, 0]]
+
+
+def test_in_order_dispatch_is_round_robin():
+    case = LoaderCase(n=7, batch_size=2, num_workers=3)
+    out = R.loader_outcome(case)
+    assert [[r[1] for r in b] for b in out["epochs"][0]] == [[0, 0], [1, 1], [2, 2], [0]]
+
+
+def test_prefetch_window_model():
+    assert R.prefetch_outcome(LoaderCase(n=10, batch_size=2, num_workers=2, prefetch_factor=1)) == [[2, 4], [3, 6], [4, 8]]
