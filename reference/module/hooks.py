@@ -1,0 +1,172 @@
+"""Model of Module.__call__ with forward (pre-)hooks, global hooks and full
+backward (pre-)hooks, from the docstrings of register_forward_pre_hook,
+register_forward_hook, register_module_forward_(pre_)hook,
+register_full_backward_(pre_)hook.  Gradients in numpy float64."""
+from __future__ import annotations
+
+
+from reference.rules import rule
+from suite.compare import Raised
+from suite.module.hooks_torch import backward_inputs  # input generation only
+
+SRC = "torch/nn/modules/module.py"
+
+HOOK_ORDER = rule("module.hooks.forward_order",
+    "Forward pre-hooks run before forward, forward hooks after it, each in registration order; global hooks "
+    "(register_module_forward_(pre_)hook) run before the module's own.", f"{SRC}: Module.register_forward_pre_hook, "
+    "register_module_forward_hook")
+HOOK_PREPEND = rule("module.hooks.prepend",
+    "prepend=True fires the hook before all the module's existing hooks of that kind (still after global hooks).",
+    f"{SRC}: Module.register_forward_hook (prepend)")
+HOOK_RETURN = rule("module.hooks.return_replaces",
+    "A pre-hook's non-None return replaces the positional input (a non-tuple is wrapped in a 1-tuple); a forward "
+    "hook's non-None return replaces the output seen by later hooks and the caller.",
+    f"{SRC}: Module.register_forward_pre_hook, register_forward_hook")
+HOOK_KWARGS = rule("module.hooks.with_kwargs",
+    "with_kwargs=True hooks receive the forward kwargs (others only positional args); such a pre-hook must "
+    "return None or (args, kwargs), anything else raises RuntimeError.", f"{SRC}: Module.register_forward_pre_hook")
+HOOK_ALWAYS = rule("module.hooks.always_call",
+    "When the call raises (in forward or a hook), forward hooks registered with always_call=True (global and module) still run, with "
+    "output None, the others do not, and the exception propagates.", f"{SRC}: Module.register_forward_hook, "
+    "register_module_forward_hook (always_call)")
+HOOK_REMOVE = rule("module.hooks.handle_remove",
+    "handle.remove() unregisters exactly that hook.", "torch/utils/hooks.py: RemovableHandle.remove")
+BACKWARD_HOOKS = rule("module.hooks.full_backward",
+    "Full backward pre-hooks see grad_output (global first, then the module's, prepend first) and may replace it; "
+    "full backward hooks then see (grad_input for positional inputs, grad_output) and may replace grad_input, "
+    "which is what reaches the input; with no input requiring grad, grad_input is (None,).",
+    f"{SRC}: Module.register_full_backward_hook, register_full_backward_pre_hook")
+
+
+def _ordered(hooks, kinds):
+    """Indices of live hooks of the given kinds in firing order: global ones in registration order first,
+    then the module's (prepend puts a hook in front of those registered before it)."""
+    glob = [i for i, h in enumerate(hooks) if h.kind == kinds[1] and not h.remove]
+    local: list = []
+    for i, h in enumerate(hooks):
+        if h.kind == kinds[0] and not h.remove:
+            if h.prepend:
+                local.insert(0, i)
+            else:
+                local.append(i)
+    return glob + local
+
+
+def raises(case) -> bool:
+    """The call raises: forward fails, or a with_kwargs pre-hook returns a bad value."""
+    return case.fail or any(h.kind == "pre" and h.with_kwargs and h.ret == "bad" and not h.remove
+                            for h in case.hooks)
+
+
+def forward_rule(case) -> str:
+    hooks = [h for h in case.hooks if not h.remove]
+    if raises(case) and any(h.always_call for h in hooks):
+        return HOOK_ALWAYS
+    if any(h.remove for h in case.hooks):
+        return HOOK_REMOVE
+    if any(h.with_kwargs for h in hooks):
+        return HOOK_KWARGS
+    if any(h.ret != "none" for h in hooks):
+        return HOOK_RETURN
+    if any(h.prepend for h in hooks):
+        return HOOK_PREPEND
+    return HOOK_ORDER
+
+
+def run_forward(case, quirk_global_kwargs=False):
+    """(calls, result) of calling the hooked doubler.  ``quirk_global_kwargs`` reproduces torch's
+    registered divergence (global with_kwargs always_call hooks are called without kwargs on the
+    error path, fail with TypeError and are silenced)."""
+    calls: list = []
+    args = [case.x]
+    kwargs = {} if case.b is None else {"b": case.b}
+    result = None
+    pres = _ordered(case.hooks, ("pre", "gpre"))
+    posts = _ordered(case.hooks, ("post", "gpost"))
+    called = set()
+    try:
+        for i in pres:
+            h = case.hooks[i]
+            add = 100 * (i + 1)
+            if h.with_kwargs and h.kind == "pre":
+                calls.append((f"h{i}", list(args), dict(kwargs)))
+                if h.ret == "replace":
+                    args, kwargs = [args[0] + add], {**kwargs, "b": kwargs.get("b", 0) + 1}
+                elif h.ret == "bad":
+                    raise _Error(Raised("RuntimeError", "forward pre-hook must return None or a tuple of "
+                                                        r"\(new_args, new_kwargs\)"))
+            else:
+                calls.append((f"h{i}", list(args)))
+                if h.ret in ("replace", "replace_tuple"):
+                    args = [args[0] + add]
+        if case.fail:
+            raise _Error(Raised("ValueError", "forward failed"))
+        result = args[0] * 2 + kwargs.get("b", 0)
+        for i in posts:
+            h = case.hooks[i]
+            called.add(i)
+            result = _post(h, i, args, kwargs, result, calls)
+        return calls, result
+    except _Error as err:
+        for i in posts:
+            h = case.hooks[i]
+            if h.always_call and i not in called:
+                if quirk_global_kwargs and h.kind == "gpost" and h.with_kwargs:
+                    continue
+                try:
+                    result = _post(h, i, args, kwargs, result, calls)
+                except TypeError:
+                    pass  # an always_call hook failing on output None is silenced (a warning)
+        return calls, err.outcome
+
+
+def _post(h, i, args, kwargs, output, calls):
+    add = 100 * (i + 1)
+    if h.with_kwargs:
+        calls.append((f"h{i}", list(args), dict(kwargs), output))
+        if h.ret != "none":
+            if output is None:
+                raise TypeError("None + int")
+            return output + add
+        return output
+    calls.append((f"h{i}", list(args), output))
+    return output if h.ret == "none" else (output or 0) + add
+
+
+class _Error(Exception):
+    def __init__(self, outcome):
+        super().__init__()
+        self.outcome = outcome
+
+
+def run_backward(case):
+    """(calls, x.grad, w.grad) for y = x @ W.T with the case's full backward hooks."""
+    inp = backward_inputs(case)
+    w, x, up = inp["w"], inp["x"], inp["up"]
+
+    def order(kind, gkind):
+        glob = [i for i, h in enumerate(case.hooks) if h[0] == gkind]
+        local: list = []
+        for i, h in enumerate(case.hooks):
+            if h[0] == kind:
+                local.insert(0, i) if h[2] else local.append(i)
+        return glob + local
+
+    calls = []
+    g_out = up
+    for i in order("bpre", "gbpre"):
+        calls.append((f"h{i}", [g_out]))
+        if case.hooks[i][1]:
+            g_out = g_out * case.hooks[i][1]
+    grad_w = g_out.T @ x  # dL/dW for y = x W^T
+    g_in = g_out @ w if case.x_requires_grad else None
+    for i in order("bpost", "gbpost"):
+        calls.append((f"h{i}", [g_in], [g_out]))
+        if case.hooks[i][1] and g_in is not None:
+            g_in = g_in * case.hooks[i][1]
+    return calls, g_in, grad_w
+
+
+def global_hook_removal(case) -> list:
+    """handle.remove() leaves no trace of the hook in any global registry."""
+    return []

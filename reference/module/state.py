@@ -1,0 +1,215 @@
+"""Model of Module.load_state_dict (and of the module tree it walks), from the
+docstrings of torch/nn/modules/module.py: keys, strictness, errors and their
+message, copy vs assign, post hooks.  Values in numpy float64."""
+from __future__ import annotations
+
+import re
+
+from reference.rules import rule
+from suite.compare import Raised
+from suite.module.state_torch import make_inputs, walk  # input generation / tree shape only, no torch under test
+
+SRC = "torch/nn/modules/module.py"
+
+LOAD_KEYS = rule("module.load_state_dict.keys",
+    "load_state_dict returns _IncompatibleKeys(missing, unexpected): missing = expected keys absent from the "
+    "dict (per module in pre-order, parameters then persistent buffers); unexpected = keys state_dict() would "
+    "not produce, reported per module in pre-order.", f"{SRC}: Module.load_state_dict")
+LOAD_STRICT = rule("module.load_state_dict.strict_errors",
+    "strict=True raises RuntimeError 'Error(s) in loading state_dict for <Name>:' listing missing keys, then "
+    "unexpected keys, then every per-key error; strict=False raises only for per-key errors.",
+    f"{SRC}: Module.load_state_dict")
+LOAD_SIZE = rule("module.load_state_dict.size_mismatch",
+    "A value whose shape differs from the module's (except a 1-element 1-d value for a 0-d tensor) or a "
+    "non-tensor value is an error listed in the message; all other entries are still copied.",
+    f"{SRC}: Module._load_from_state_dict")
+LOAD_NONE = rule("module.load_state_dict.none_entries",
+    "A key for a parameter/buffer registered as None, or for anything under a None submodule, is not a key "
+    "of state_dict(): strict loading rejects it, and (per the docstring note) loading raises RuntimeError.",
+    f"{SRC}: Module.load_state_dict (Note)")
+LOAD_VALUES = rule("module.load_state_dict.values",
+    "After loading, every loaded tensor holds the dict's value (shared modules: the last path loaded wins); "
+    "others keep their values.", f"{SRC}: Module.load_state_dict")
+LOAD_ASSIGN = rule("module.load_state_dict.assign",
+    "assign=False copies in place (module tensors keep identity); assign=True makes buffers the dict's tensors "
+    "and parameters Parameters sharing the dict's storage, keeping the module's requires_grad.",
+    f"{SRC}: Module.load_state_dict (assign)")
+LOAD_EXTRA_STATE = rule("module.load_state_dict.extra_state",
+    "A module implementing set_extra_state receives the '<prefix>_extra_state' entry (missing if absent); for a "
+    "module without it that key is unexpected.", f"{SRC}: Module.get_extra_state, Module.set_extra_state")
+LOAD_POST_HOOKS = rule("module.load_state_dict.post_hooks",
+    "Load post-hooks run per module after its children (post-order, shared modules each time) and see the "
+    "missing/unexpected keys collected so far.", f"{SRC}: Module.register_load_state_dict_post_hook")
+
+
+def _local(spec):
+    """(name, shape, is_param) of the entries state_dict() would hold for this module."""
+    out = [(n, s, True) for n, s in spec.params if s is not None]
+    out += [(n, s, False) for n, s, persistent in spec.buffers if s is not None and persistent]
+    return out
+
+
+def _children(spec):
+    kids = list(spec.children)
+    if spec.share is not None and kids and kids[0][1] is not None:
+        kids.append((spec.share, kids[0][1]))
+    return kids
+
+
+def _size(shape) -> str:
+    return f"torch.Size([{', '.join(str(d) for d in shape)}])"
+
+
+def load(case, quirk_none_child=False, assign=None):
+    """(result, values, identity, post_hook calls) of load_state_dict(case) per the docs.
+
+    ``quirk_none_child`` reproduces torch's behaviour of silently ignoring keys under a None
+    child (used only to describe the registered divergence)."""
+    assign = case.assign if assign is None else assign
+    inputs = make_inputs(case)
+    sd = dict(case.entries)
+    values = dict(inputs["module"])
+    ident: dict = {}
+    missing, unexpected, errors, calls = [], [], [], []
+    extra: dict = {}  # building path -> values given to set_extra_state
+
+    def visit(spec, prefix, entries, home):
+        names = {n for n, _, _ in _local(spec)}
+        child_names = {n for n, c in _children(spec) if c is not None or quirk_none_child}
+        for name, shape, is_param in _local(spec):
+            key = prefix + name
+            if key not in entries:
+                missing.append(key)
+                continue
+            given = entries[key]
+            if given == "int":
+                errors.append(f'While copying the parameter named "{key}", expected torch.Tensor or Tensor-like '
+                              "object from checkpoint but received <class 'int'>")
+                continue
+            squeeze = len(shape) == 0 and tuple(given) == (1,)
+            if not squeeze and tuple(given) != tuple(shape):
+                errors.append(f"size mismatch for {key}: copying a param with shape {_size(given)} from checkpoint, "
+                              f"the shape in current model is {_size(shape)}.")
+                continue
+            values[home + name] = inputs["sd"][key].reshape(shape)
+            if assign:
+                ident[home + name] = (key, not is_param and not squeeze, True)
+            else:
+                ident[home + name] = (key, False, False)
+        extra_key = prefix + "_extra_state"
+        if spec.extra:
+            if extra_key in entries:
+                given = entries[extra_key]
+                extra.setdefault(home, []).append("int" if given == "int" else tuple(given))
+            else:
+                missing.append(extra_key)
+        elif extra_key in entries:
+            unexpected.append(extra_key)
+        for key in entries:
+            if key.startswith(prefix) and key != extra_key:
+                head, dot, _ = key[len(prefix):].partition(".")
+                if (dot and head not in child_names) or (not dot and head not in names):
+                    unexpected.append(key)
+        for name, child in _children(spec):
+            if child is not None:
+                cprefix = prefix + name + "."
+                visit(child, cprefix, {k: v for k, v in entries.items() if k.startswith(cprefix)},
+                      _home(spec, name, home))
+        calls.append((home, list(missing), list(unexpected)))
+
+    visit(case.spec, "", sd, "")
+    result = ("_IncompatibleKeys", missing, unexpected)
+    msgs = list(errors)
+    if case.strict:
+        if unexpected:
+            msgs.insert(0, "Unexpected key(s) in state_dict: {}. ".format(", ".join(f'"{k}"' for k in unexpected)))
+        if missing:
+            msgs.insert(0, "Missing key(s) in state_dict: {}. ".format(", ".join(f'"{k}"' for k in missing)))
+    if msgs:
+        name = "_WithExtra" if case.spec.extra else "Module"  # the root's class (suite/module/state_torch.py)
+        text = f"Error(s) in loading state_dict for {name}:\n\t" + "\n\t".join(msgs)
+        result = Raised("RuntimeError", "^" + re.escape(text) + "$")
+    elif not case.strict and not quirk_none_child and none_keys(case, children=False):
+        # docstring note: a key for an entry registered as None raises RuntimeError
+        result = Raised("RuntimeError", None)
+    return result, values, ident, calls, extra
+
+
+def _home(spec, name, home):
+    """The building path of a child: the shared alias resolves to the first child's path."""
+    if spec.share is not None and name == spec.share and spec.children:
+        return home + spec.children[0][0] + "."
+    return home + name + "."
+
+
+def none_keys(case, children=True) -> list:
+    """Keys of the dict that name an entry registered as None or (children=True) lie under a None child."""
+    out = []
+    for prefix, spec in walk(case.spec):
+        nones = {n for n, s in spec.params if s is None} | {n for n, s, _ in spec.buffers if s is None}
+        none_kids = {n for n, c in spec.children if c is None} if children else set()
+        for key, _ in case.entries:
+            if key.startswith(prefix):
+                head, dot, _ = key[len(prefix):].partition(".")
+                if (not dot and head in nones) or (dot and head in none_kids):
+                    out.append(key)
+    return out
+
+
+def keys_under_none_child(case) -> bool:
+    for prefix, spec in walk(case.spec):
+        none_kids = {n for n, c in spec.children if c is None}
+        if any(k.startswith(prefix) and k[len(prefix):].partition(".")[0] in none_kids
+               and "." in k[len(prefix):] for k, _ in case.entries):
+            return True
+    return False
+
+
+def observe(case, quirk_none_child=False, assign=None):
+    result, values, ident, calls, extra = load(case, quirk_none_child, assign)
+    if case.observe == "result":
+        return result
+    if case.observe == "post_hooks":
+        return calls
+    if case.observe == "extra":
+        homes = [prefix for prefix, spec in _unique_walk(case.spec) if spec.extra]
+        return [(home, extra.get(home, [])) for home in homes]
+    # the state_dict (keep_vars) of the loaded module: every path, shared modules under each
+    keys = [prefix + n for prefix, spec in walk(case.spec) for n, _, _ in _local(spec)]
+    homes = _paths_to_homes(case.spec)
+    if case.observe == "values":
+        return {k: values[homes[k]] for k in keys}
+    out = {}
+    for k in keys:
+        is_param = _is_param_key(case.spec, homes[k])
+        source, same, shares = ident.get(homes[k], (None, False, False))
+        # identity is judged against the dict entry of *this* key; requires_grad: a Parameter keeps
+        # the module's (True), a buffer is a plain tensor (False) either way
+        out[k] = (same and source == k, shares and source == k, is_param, is_param)
+    return out
+
+
+def _paths_to_homes(spec, prefix="", home=""):
+    out = {}
+    for n, _, _ in _local(spec):
+        out[prefix + n] = home + n
+    for name, child in _children(spec):
+        if child is not None:
+            out.update(_paths_to_homes(child, prefix + name + ".", _home(spec, name, home)))
+    return out
+
+
+def _is_param_key(spec, home_key) -> bool:
+    for prefix, s in walk(spec):
+        for n, shape in s.params:
+            if prefix + n == home_key and shape is not None:
+                return True
+    return False
+
+
+def _unique_walk(spec, prefix=""):
+    """Building paths in named_modules order: pre-order, a shared child only under its first name."""
+    yield prefix, spec
+    for name, child in spec.children:
+        if child is not None:
+            yield from _unique_walk(child, prefix + name + ".")

@@ -1,0 +1,164 @@
+"""Torch side of the container programs (Sequential, ModuleList, ModuleDict,
+ParameterList, ParameterDict).  A ``ContainerProgram`` is the container kind, its
+initial content (labels) and the ops so far; ``replay`` rebuilds it and returns
+(result of the last op, keys, labels) -- modules ``m1``.. and parameters ``p0``..
+by identity, other tensors as ("Parameter"|"Tensor", label of the storage).
+Imports only torch, the standard library and suite.compare.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+
+from suite.compare import Raised
+
+MODS = ("m1", "m2", "m3", "m4", "m5")
+PARS = ("p0", "p1", "p2", "p3")
+TENS = ("t0", "t1")
+
+
+@dataclass(frozen=True)
+class CtOp:
+    kind: str
+    args: tuple = ()
+
+
+@dataclass(frozen=True)
+class ContainerProgram:
+    container: str  # Sequential | ModuleList | ModuleDict | ParameterList | ParameterDict
+    init: tuple  # labels, or (key, label) pairs for the dicts
+    ops: tuple = ()
+    named: bool = False  # Sequential built from an OrderedDict with these keys (init pairs)
+
+
+def make_pool(device: str) -> dict:
+    g = torch.Generator().manual_seed(1)
+    pool: dict = {m: torch.nn.Module() for m in MODS}
+    for m in ("m4", "m5"):  # a different repr: one child
+        pool[m].x = torch.nn.Module()
+    for i, p in enumerate(PARS):
+        pool[p] = torch.nn.Parameter(torch.randn(2, generator=g).to(device))
+    for t in TENS:
+        pool[t] = torch.randn(2, generator=g).to(device)
+    return pool
+
+
+def label(pool: dict, obj):
+    if obj is None:
+        return None
+    if isinstance(obj, (int, str)):
+        return obj
+    for name, candidate in pool.items():
+        if candidate is obj:
+            return name
+    if isinstance(obj, torch.Tensor):
+        kind = "Parameter" if isinstance(obj, torch.nn.Parameter) else "Tensor"
+        for name, candidate in pool.items():
+            if isinstance(candidate, torch.Tensor) and candidate.data_ptr() == obj.data_ptr():
+                return (kind, name)
+    if isinstance(obj, torch.nn.Module):
+        return (type(obj).__name__, snapshot(pool, obj))
+    return ("?", type(obj).__name__)
+
+
+def snapshot(pool: dict, c) -> tuple:
+    """(keys, labels) of a container's registered content."""
+    if isinstance(c, torch.nn.ParameterDict):
+        return list(c.keys()), [label(pool, c[k]) if hasattr(c, k) else ("unreachable",) for k in c.keys()]
+    if isinstance(c, torch.nn.ParameterList):
+        return [str(i) for i in range(len(c))], [label(pool, v) for v in c]
+    return list(c._modules.keys()), [label(pool, v) for v in c._modules.values()]
+
+
+def build(program: ContainerProgram, pool: dict):
+    kind = program.container
+    if kind == "Sequential":
+        if program.named:
+            return torch.nn.Sequential(OrderedDict((k, pool[v]) for k, v in program.init))
+        return torch.nn.Sequential(*[pool[v] for v in program.init])
+    if kind == "ModuleList":
+        return torch.nn.ModuleList([pool[v] for v in program.init])
+    if kind == "ModuleDict":
+        return torch.nn.ModuleDict(OrderedDict((k, pool[v]) for k, v in program.init))
+    if kind == "ParameterList":
+        return torch.nn.ParameterList([pool[v] for v in program.init])
+    return torch.nn.ParameterDict(OrderedDict((k, pool[v]) for k, v in program.init))
+
+
+def _seq(pool, labels):
+    return torch.nn.Sequential(*[pool[v] for v in labels])
+
+
+def apply(c, pool: dict, op: CtOp):
+    k, a = op.kind, op.args
+    if k == "getitem":
+        return label(pool, c[a[0]])
+    if k == "getslice":
+        return label(pool, c[slice(*a)])
+    if k == "setitem":
+        c[a[0]] = pool[a[1]]
+        return None
+    if k == "delitem":
+        del c[a[0]]
+        return None
+    if k == "delslice":
+        del c[slice(*a)]
+        return None
+    if k == "append":
+        return c.append(pool[a[0]]) is c
+    if k == "extend":
+        return c.extend([pool[v] for v in a]) is c
+    if k == "insert":
+        out = c.insert(a[0], pool[a[1]])
+        return None if out is None else out is c
+    if k == "pop":
+        return label(pool, c.pop(a[0]))
+    if k == "add":
+        other = _seq(pool, a) if isinstance(c, torch.nn.Sequential) else [pool[v] for v in a]
+        return label(pool, c + other)
+    if k == "iadd":
+        other = _seq(pool, a) if isinstance(c, torch.nn.Sequential) else [pool[v] for v in a]
+        c += other
+        return None
+    if k == "mul":
+        return label(pool, c * a[0])
+    if k == "imul":
+        c *= a[0]
+        return None
+    if k == "len":
+        return len(c)
+    if k == "repr":
+        return repr(c)
+    if k == "slice_append":
+        part = c[slice(*a[:3])]
+        part.append(pool[a[3]])
+        return len(part), [label(pool, v) for v in part]
+    if k == "contains":
+        return a[0] in c
+    if k == "update":
+        c.update(OrderedDict((key, pool[v]) for key, v in a))
+        return None
+    if k == "popitem":
+        key, v = c.popitem()
+        return (key, label(pool, v))
+    if k == "setdefault":
+        return label(pool, c.setdefault(a[0], pool[a[1]]))
+    if k == "get":
+        return label(pool, c.get(a[0]))
+    raise ValueError(k)
+
+
+def replay(program: ContainerProgram, device: str):
+    """(result of the last op, keys, labels) after replaying every op."""
+    pool = make_pool(device)
+    c = build(program, pool)
+    result = None
+    for op in program.ops:
+        try:
+            result = apply(c, pool, op)
+        except Exception as exc:
+            result = Raised(type(exc).__name__, str(exc))
+    keys, labels = snapshot(pool, c)
+    return result, keys, labels

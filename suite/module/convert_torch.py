@@ -1,0 +1,98 @@
+"""Torch side of the dtype-conversion checks.  Imports only torch and the standard library."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from suite.compare import Raised
+
+
+@dataclass(frozen=True)
+class ConvertCase:
+    entries: tuple  # (kind "param" | "buffer", dtype name)
+    method: str  # float | double | half | bfloat16 | to:<dtype name>
+
+
+def run_convert(case: ConvertCase, device: str):
+    """[(dtype name after, same object as before)] per entry, or Raised."""
+    m = torch.nn.Module()
+    before = []
+    for i, (kind, dtype) in enumerate(case.entries):
+        t = torch.ones(2, dtype=getattr(torch, dtype)).to(device)
+        if kind == "param":
+            t = torch.nn.Parameter(t, requires_grad=t.is_floating_point() or t.is_complex())
+            m.register_parameter(f"e{i}", t)
+        else:
+            m.register_buffer(f"e{i}", t)
+        before.append(t)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # complex casts warn; not under test
+            if case.method.startswith("to:"):
+                m.to(getattr(torch, case.method[3:]))
+            else:
+                getattr(m, case.method)()
+    except Exception as exc:
+        return Raised(type(exc).__name__, str(exc))
+    after = [getattr(m, f"e{i}") for i in range(len(case.entries))]
+    return [(str(t.dtype).removeprefix("torch."), t is b) for t, b in zip(after, before)]
+
+
+def run_convert_identity(case: ConvertCase, device: str):
+    """Only the 'same object' flags of run_convert."""
+    out = run_convert(case, device)
+    return out if isinstance(out, Raised) else [same for _, same in out]
+
+
+@dataclass(frozen=True)
+class ValueCase:
+    seed: int
+    source: str  # float32 | float64
+    method: str  # float | double | half | bfloat16
+    n: int = 4
+
+
+def value_inputs(case: ValueCase):
+    """The parameter's initial values (already rounded to the source dtype) as float64 numpy (pure torch RNG)."""
+    g = torch.Generator().manual_seed(case.seed)
+    return (torch.randn(case.n, generator=g, dtype=torch.float64) * 3).to(getattr(torch, case.source)).double().numpy()
+
+
+def run_convert_values(case: ValueCase, device: str):
+    m = torch.nn.Module()
+    m.w = torch.nn.Parameter(torch.tensor(value_inputs(case)).to(getattr(torch, case.source)).to(device))
+    getattr(m, case.method)()
+    return str(m.w.dtype).removeprefix("torch."), m.w.detach().cpu().double().numpy()
+
+
+@dataclass(frozen=True)
+class GradCase:
+    n_params: int
+    frozen: tuple  # indices of parameters with requires_grad=False
+    set_to_none: bool
+    create_graph: bool
+    nested: bool  # parameters live in a child module (and the child is registered twice)
+
+
+def run_zero_grad(case: GradCase, device: str):
+    """Per parameter after backward + zero_grad: None, or (grad values, grad.requires_grad)."""
+    root = torch.nn.Module()
+    holder = torch.nn.Module() if case.nested else root
+    if case.nested:
+        root.a = holder
+        root.b = holder
+    params = []
+    for i in range(case.n_params):
+        p = torch.nn.Parameter(torch.full((2,), float(i + 1), device=device), requires_grad=i not in case.frozen)
+        holder.register_parameter(f"w{i}", p)
+        params.append(p)
+    loss = sum((p * p * (i + 1)).sum() for i, p in enumerate(params))
+    if loss.requires_grad:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # create_graph=True warns about a reference cycle; not under test
+            loss.backward(create_graph=case.create_graph)
+    root.zero_grad(set_to_none=case.set_to_none)
+    return [None if p.grad is None else (p.grad.detach().cpu().double().numpy(), p.grad.requires_grad)
+            for p in params]

@@ -1,0 +1,426 @@
+"""Where torch (2.13) differs from the documented / clearly intended nn.Module
+behaviour.  Each entry's repro is a minimal Case, run deterministically by the
+lead's generic divergence test."""
+from __future__ import annotations
+
+import re
+
+from suite.compare import Raised
+from suite.divergences import Divergence
+from reference.module import containers as ct_ref
+from reference.module import hooks as hooks_ref
+from reference.module import state as state_ref
+from reference.module import tree as tree_ref
+from suite.module.containers_torch import ContainerProgram, CtOp, replay as ct_replay
+from suite.module.hooks_torch import GlobalHookRemoval, Hook, HookCase, run_global_hook_removal, run_hooks
+from suite.module.state_torch import LoadCase, Spec, run_load
+from suite.module.tree_torch import Op, TreeProgram, replay as tree_replay
+
+TORCH = ">=2.11,<2.15"
+MODULE_PY = "torch/nn/modules/module.py"
+BAD_NAMES = ("", "x.y", "forward")
+
+
+def _last(case):
+    return case.ops[-1]
+
+
+def _setattr_module_bad_name(case) -> bool:
+    op = _last(case)
+    return (case.observe == "result" and op.kind == "setattr" and op.value[:1] == ("module",)
+            and op.name in BAD_NAMES)
+
+
+def _param_after_plain(case) -> bool:
+    if case.observe != "result" or len(case.ops) < 3:
+        return False
+    plain, param, get = case.ops[-3:]
+    return (get.kind == "getattr" and param.kind == "setattr" and param.value[:1] == ("param",)
+            and plain.kind == "setattr" and plain.value[0] in ("int", "tensor", "none")
+            and plain.name == param.name == get.name and plain.target == param.target == get.target
+            and get.name in BAD_NAMES)
+
+
+def _buffer_over_plain(case) -> bool:
+    op = _last(case)
+    if case.observe != "result" or op.kind != "setattr" or op.value[:1] != ("buffer",):
+        return False
+    m = tree_ref.world_after(case.ops[:-1]).mods[op.target]
+    return op.name in m.attrs and op.name not in m.params and op.name not in m.modules
+
+
+def _dir_with_empty_name(case) -> bool:
+    # an attribute or (setattr-registered) child named '' on the root, not deleted afterwards
+    present = False
+    for o in case.ops:
+        if o.target == "m0" and o.name == "":
+            if o.kind == "setattr" and o.value[0] != "param":
+                present = True
+            elif o.kind == "delattr":
+                present = False
+    return case.observe == "dir" and present
+
+
+DIVERGENCES = [
+    Divergence(
+        id="module-setattr-module-skips-name-checks",
+        rule=tree_ref.SETATTR_MODULE,
+        torch=TORCH,
+        reason="Assigning a Module attribute registers it without add_module's name checks: names with '.', the "
+               "empty name and names of class attributes (e.g. 'forward') are accepted; the child then cannot be "
+               "reached (get_submodule('x.y') fails, m.forward is still the method) and state_dict keys become "
+               "ambiguous ('x.y.w').",
+        evidence=f"{MODULE_PY}: Module.__setattr__ writes modules[name] = value directly, while add_module/"
+                 "register_module raise KeyError for the same names; Module docstring: 'Submodules assigned in "
+                 "this way will be registered'. Repro: setattr(nn.Module(), 'x.y', nn.Module()) succeeds.",
+        when=_setattr_module_bad_name,
+        torch_does=lambda case, expected: None,
+        repro=TreeProgram((Op("setattr", "m0", "x.y", ("module", "m1")),), "result"),
+        reference_fn=tree_ref.run_program,
+        torch_fn=tree_replay,
+    ),
+    Divergence(
+        id="module-setattr-parameter-failed-drops-attribute",
+        rule=tree_ref.GETATTR,
+        torch=TORCH,
+        reason="A Parameter assignment that fails name validation (KeyError) has already deleted the instance "
+               "attribute of that name: the object is changed by a failed operation.",
+        evidence=f"{MODULE_PY}: Module.__setattr__ calls remove_from(self.__dict__, ...) before "
+                 "register_parameter validates the name. Repro: m.forward = 1; m.forward = Parameter(...) raises "
+                 "KeyError and m.__dict__ no longer has 'forward'.",
+        when=_param_after_plain,
+        torch_does=lambda case, expected: (Raised("AttributeError", None) if _last(case).name != "forward"
+                                           else ("method",)),
+        repro=TreeProgram((Op("setattr", "m0", "forward", ("int", 1)), Op("setattr", "m0", "forward", ("param", "p0")),
+                           Op("getattr", "m0", "forward")), "result"),
+        reference_fn=tree_ref.run_program,
+        torch_fn=tree_replay,
+    ),
+    Divergence(
+        id="module-setattr-buffer-over-attribute",
+        rule=tree_ref.SETATTR_BUFFER,
+        torch=TORCH,
+        reason="Assigning an nn.Buffer to a name that holds an ordinary instance attribute raises KeyError "
+               "('attribute already exists'), although a Parameter or a Module assigned the same way replaces the "
+               "attribute and nn.Buffer is documented to be added to the buffers when assigned.",
+        evidence="torch/nn/parameter.py: Buffer docstring ('When assigned as Module attributes they are "
+                 f"automatically added to the list of its buffers'); {MODULE_PY}: Module.__setattr__ removes the "
+                 "name from __dict__ for Parameters and Modules but not before register_buffer.",
+        when=_buffer_over_plain,
+        torch_does=lambda case, expected: Raised("KeyError", "already exists"),
+        repro=TreeProgram((Op("setattr", "m0", "a", ("int", 1)), Op("setattr", "m0", "a", ("buffer", "t0", True))),
+                          "result"),
+        reference_fn=tree_ref.run_program,
+        torch_fn=tree_replay,
+    ),
+    Divergence(
+        id="module-dir-empty-attribute-crash",
+        rule=tree_ref.DIR,
+        torch=TORCH,
+        reason="dir(module) raises IndexError when an attribute (or child set via setattr) is named '': the "
+               "filter for illegal names indexes key[0].",
+        evidence=f"{MODULE_PY}: Module.__dir__: [key for key in keys if not key[0].isdigit()]. Repro: "
+                 "m = nn.Module(); setattr(m, '', 1); dir(m) -> IndexError.",
+        when=_dir_with_empty_name,
+        torch_does=lambda case, expected: Raised("IndexError", "string index out of range"),
+        repro=TreeProgram((Op("setattr", "m0", "", ("int", 1)),), "dir"),
+        reference_fn=tree_ref.run_program,
+        torch_fn=tree_replay,
+    ),
+]
+
+
+def _none_parameter_registration(case) -> bool:
+    if case.observe != "registration":
+        return False
+    expected = tree_ref.run_program(case)
+    return any(c[0] == "parameter" and c[3] == ("none",) for c in expected)
+
+
+DIVERGENCES += [
+    Divergence(
+        id="module-parameter-registration-hook-skips-none",
+        rule=tree_ref.REGISTRATION_HOOKS,
+        torch=TORCH,
+        reason="Global parameter registration hooks are not called when a parameter is registered as None "
+               "(register_parameter(name, None), or assigning None to a parameter name), although they are "
+               "'called every time register_parameter is invoked'; buffer and module registration hooks are "
+               "called for None values.",
+        evidence=f"{MODULE_PY}: register_module_parameter_registration_hook docstring; Module.register_parameter "
+                 "returns early for param None before running _global_parameter_registration_hooks, whereas "
+                 "register_buffer and add_module run their hooks for None too.",
+        when=_none_parameter_registration,
+        torch_does=lambda case, expected: [c for c in expected if not (c[0] == "parameter" and c[3] == ("none",))],
+        repro=TreeProgram((Op("register_parameter", "m0", "a", ("none",)),), "registration"),
+        reference_fn=tree_ref.run_program,
+        torch_fn=tree_replay,
+    ),
+]
+
+
+# ---- load_state_dict -----------------------------------------------------------------
+def _none_param_key_non_strict(case) -> bool:
+    return not case.strict and bool(state_ref.none_keys(case, children=False))
+
+
+def _torch_load(case, expected):
+    # torch: keys under a None child are ignored, keys of None entries only land in unexpected_keys
+    return state_ref.observe(case, quirk_none_child=True)
+
+
+_NONE_CHILD_REASON = ("load_state_dict ignores keys under a submodule registered as None, even with strict=True: "
+                      "they are neither loaded nor reported in unexpected_keys, although state_dict() never "
+                      "produces them and strict loading requires the keys to match state_dict() exactly.")
+_NONE_CHILD_EVIDENCE = (f"{MODULE_PY}: Module._load_from_state_dict treats a dotted key as expected when its first "
+                        "component is in self._modules, without checking that the child is not None; load() then "
+                        "skips None children. Repro: m = nn.Module(); m.add_module('c', None); "
+                        "m.load_state_dict({'c.w': torch.zeros(1)}) -> <All keys matched successfully>.")
+_NONE_CHILD_REPRO = LoadCase(Spec(children=(("c", None),)), (("c.x", (1,)),), strict=True)
+
+DIVERGENCES += [
+    Divergence(
+        id="module-load-none-child-keys-ignored",
+        rule=state_ref.LOAD_NONE,
+        torch=TORCH,
+        reason=_NONE_CHILD_REASON,
+        evidence=_NONE_CHILD_EVIDENCE,
+        when=state_ref.keys_under_none_child,
+        torch_does=_torch_load,
+        repro=_NONE_CHILD_REPRO,
+        reference_fn=state_ref.observe,
+        torch_fn=run_load,
+    ),
+    Divergence(
+        id="module-load-none-child-keys-ignored-post-hooks",
+        rule=state_ref.LOAD_POST_HOOKS,
+        torch=TORCH,
+        reason=_NONE_CHILD_REASON + " (seen by load post-hooks)",
+        evidence=_NONE_CHILD_EVIDENCE,
+        when=state_ref.keys_under_none_child,
+        torch_does=_torch_load,
+        repro=LoadCase(Spec(children=(("c", None),)), (("c.x", (1,)),), strict=True, observe="post_hooks"),
+        reference_fn=state_ref.observe,
+        torch_fn=run_load,
+    ),
+    Divergence(
+        id="module-load-none-entry-non-strict-no-error",
+        rule=state_ref.LOAD_NONE,
+        torch=TORCH,
+        reason="With strict=False a state-dict key for a parameter/buffer registered as None does not raise "
+               "RuntimeError as the docstring note says; it is only listed in unexpected_keys.",
+        evidence=f"{MODULE_PY}: Module.load_state_dict docstring, Note: 'If a parameter or buffer is registered as "
+                 "None and its corresponding key exists in state_dict, load_state_dict() will raise a "
+                 "RuntimeError.' Repro: m.register_parameter('p', None); m.load_state_dict({'p': torch.zeros(1)}, "
+                 "strict=False) returns _IncompatibleKeys(missing_keys=[], unexpected_keys=['p']).",
+        when=_none_param_key_non_strict,
+        torch_does=_torch_load,
+        repro=LoadCase(Spec(params=(("w", None),)), (("w", (1,)),), strict=False),
+        reference_fn=state_ref.observe,
+        torch_fn=run_load,
+    ),
+    Divergence(
+        id="module-load-assign-leaks-into-metadata",
+        rule=state_ref.LOAD_ASSIGN,
+        torch=TORCH,
+        reason="load_state_dict(sd, assign=True) writes 'assign_to_params_buffers': True into sd._metadata (the "
+               "caller's dict); every later load_state_dict(sd) with assign=False then assigns instead of copying "
+               "(module tensors are replaced by the dict's tensors).",
+        evidence=f"{MODULE_PY}: Module.load_state_dict, load(): local_metadata = metadata.get(prefix[:-1], {{}}); "
+                 "if assign: local_metadata['assign_to_params_buffers'] = assign -- the caller's metadata dict is "
+                 "mutated. Repro: sd = lin.state_dict(); a.load_state_dict(sd, assign=True); "
+                 "b.load_state_dict(sd) replaces b.weight.",
+        when=lambda case: case.with_metadata and case.preload_assign and not case.assign,
+        torch_does=lambda case, expected: state_ref.observe(case, quirk_none_child=True, assign=True)
+        if state_ref.keys_under_none_child(case) else state_ref.observe(case, assign=True),
+        repro=LoadCase(Spec(params=(("w", (2,)),), buffers=(("r", (2,), True),)), (("w", (2,)), ("r", (2,))),
+                       with_metadata=True, preload_assign=True, observe="identity"),
+        reference_fn=state_ref.observe,
+        torch_fn=run_load,
+    ),
+]
+
+
+# ---- hooks ---------------------------------------------------------------------------
+DIVERGENCES += [
+    Divergence(
+        id="module-global-forward-hook-kwargs-always-call-skipped",
+        rule=hooks_ref.HOOK_ALWAYS,
+        torch=TORCH,
+        reason="A global forward hook registered with with_kwargs=True and always_call=True is not run when "
+               "the call raises (in forward or in a hook): the error path calls it as hook(module, args, output) without kwargs, the "
+               "resulting TypeError is silenced into a warning, so the hook never runs.",
+        evidence=f"{MODULE_PY}: Module._call_impl, except branch: 'hook_result = hook(self, args, result)' for "
+                 "_global_forward_hooks (the module-level branch checks _forward_hooks_with_kwargs, the global "
+                 "one ignores _global_forward_hooks_with_kwargs); register_module_forward_hook documents "
+                 "always_call: 'the hook will be run regardless of whether an exception is raised'.",
+        when=lambda case: hooks_ref.raises(case) and any(
+            h.kind == "gpost" and h.with_kwargs and h.always_call and not h.remove for h in case.hooks),
+        torch_does=lambda case, expected: hooks_ref.run_forward(case, quirk_global_kwargs=True),
+        repro=HookCase((Hook("gpost", with_kwargs=True, always_call=True),), fail=True),
+        reference_fn=hooks_ref.run_forward,
+        torch_fn=run_hooks,
+    ),
+    Divergence(
+        id="module-global-forward-hook-remove-leaves-kwargs-entry",
+        rule=hooks_ref.HOOK_REMOVE,
+        torch=TORCH,
+        reason="Removing a global forward hook registered with with_kwargs=True leaves its id in "
+               "_global_forward_hooks_with_kwargs, so _has_any_global_hook() stays true for the rest of the process "
+               "and torch.compile(module) keeps warning about global hooks that no longer exist.",
+        evidence=f"{MODULE_PY}: register_module_forward_hook creates RemovableHandle(_global_forward_hooks, "
+                 "extra_dict=_global_forward_hooks_always_called) -- the with_kwargs registry is not in extra_dict "
+                 "(the module-level register_forward_hook lists both); torch/_dynamo/eval_frame.py: "
+                 "OptimizedModule.__call__ warns when _has_any_global_hook().",
+        when=lambda case: case.with_kwargs,
+        torch_does=lambda case, expected: ["_global_forward_hooks_with_kwargs"],
+        repro=GlobalHookRemoval(with_kwargs=True, always_call=False),
+        reference_fn=hooks_ref.global_hook_removal,
+        torch_fn=run_global_hook_removal,
+    ),
+]
+
+
+# ---- containers ----------------------------------------------------------------------
+def _modulelist_insert_out_of_list_range(case) -> bool:
+    if case.container != "ModuleList" or not case.ops or case.ops[-1].kind != "insert":
+        return False
+    before = ct_ref.run(ContainerProgram(case.container, case.init, case.ops[:-1], case.named))
+    return not 0 <= case.ops[-1].args[0] <= len(before[1])
+
+
+def _torch_modulelist_insert(case, expected):
+    """What ModuleList.insert does: shift keys str(i) <- str(i-1) for i in range(n, index, -1), then set
+    key str(index); a missing key raises KeyError after the earlier shifts were made."""
+    _, keys, labels = ct_ref.run(ContainerProgram(case.container, case.init, case.ops[:-1], case.named))
+    d = dict(zip(keys, labels))
+    index, new = case.ops[-1].args
+    try:
+        for i in range(len(d), index, -1):
+            d[str(i)] = d[str(i - 1)]
+        d[str(index)] = new
+        result = None
+    except KeyError as exc:
+        result = Raised("KeyError", re.escape(str(exc)))
+    return result, list(d), list(d.values())
+
+
+def _parameterdict_missing_key(case) -> bool:
+    if case.container != "ParameterDict" or not case.ops or case.ops[-1].kind not in ("getitem", "pop"):
+        return False
+    before = ct_ref.run(ContainerProgram(case.container, case.init, case.ops[:-1], case.named))
+    return case.ops[-1].args[0] not in before[1]
+
+
+def _parameterdict_bad_setitem(case) -> bool:
+    return (case.container == "ParameterDict" and any(o.kind == "setitem" and (o.args[0] == "" or "." in o.args[0])
+                                                      for o in case.ops))
+
+
+def _torch_parameterdict_bad_setitem(case, expected):
+    # the key stays in ParameterDict._keys although registration failed: len() counts it
+    result, keys, labels = expected
+    bad = [o.args[0] for o in case.ops if o.kind == "setitem" and (o.args[0] == "" or "." in o.args[0])]
+    new_bad = [k for k in dict.fromkeys(bad) if k not in keys]
+    if case.ops[-1].kind == "len":
+        result = result + len(new_bad)
+    return result, keys + new_bad, labels + [("unreachable",)] * len(new_bad)
+
+
+DIVERGENCES += [
+    Divergence(
+        id="module-modulelist-insert-index",
+        rule=ct_ref.CT_INSERT,
+        torch=TORCH,
+        reason="ModuleList.insert does not follow list semantics outside 0..len: a negative index raises KeyError "
+               "after having shifted (and so duplicated) entries; an index past the end creates a key with a gap "
+               "(e.g. '5' in a list of 3), so len() and indexing disagree.",
+        evidence="torch/nn/modules/container.py: ModuleList.insert has no index normalisation or range check "
+                 "(Sequential.insert has both); docstring: 'Insert a given module before a given index in the list.' "
+                 "Repro: ml = nn.ModuleList([a, b, c]); ml.insert(-1, d) -> KeyError '-1', ml now has 4 entries.",
+        when=_modulelist_insert_out_of_list_range,
+        torch_does=_torch_modulelist_insert,
+        repro=ContainerProgram("ModuleList", ("m1", "m2"), (CtOp("insert", (-1, "m3")),)),
+        reference_fn=ct_ref.run,
+        torch_fn=ct_replay,
+    ),
+    Divergence(
+        id="module-sequential-imul-named",
+        rule=ct_ref.CT_MUL,
+        torch=TORCH,
+        reason="Sequential *= n on a Sequential built from an OrderedDict (non-numeric keys) raises KeyError '0' "
+               "for n >= 2 (and keeps the names for n == 1), while Sequential * n works and renumbers.",
+        evidence="torch/nn/modules/container.py: Sequential.__imul__ reads self._modules[str(i)], assuming keys "
+                 "'0'..'n-1'; __mul__ iterates the modules instead.",
+        when=lambda case: case.named and case.ops and case.ops[-1].kind == "imul" and case.ops[-1].args[0] >= 1,
+        torch_does=lambda case, expected: (
+            (None if case.ops[-1].args[0] == 1 else Raised("KeyError", "'0'")),
+            [k for k, _ in case.init], [v for _, v in case.init]),
+        repro=ContainerProgram("Sequential", (("a", "m1"), ("b", "m2")), (CtOp("imul", (2,)),), named=True),
+        reference_fn=ct_ref.run,
+        torch_fn=ct_replay,
+    ),
+    Divergence(
+        id="module-parameterdict-missing-key-attributeerror",
+        rule=ct_ref.CT_PARAMDICT,
+        torch=TORCH,
+        reason="ParameterDict[key] and ParameterDict.pop(key) raise AttributeError for a missing key instead of "
+               "KeyError, although ParameterDict 'can be indexed like a regular Python dictionary'.",
+        evidence="torch/nn/modules/container.py: ParameterDict.__getitem__ returns getattr(self, key) "
+                 "(Module.__getattr__ raises AttributeError); ModuleDict raises KeyError.",
+        when=_parameterdict_missing_key,
+        torch_does=lambda case, expected: (Raised("AttributeError", "has no attribute"), expected[1], expected[2]),
+        repro=ContainerProgram("ParameterDict", (), (CtOp("getitem", ("zz",)),)),
+        reference_fn=ct_ref.run,
+        torch_fn=ct_replay,
+    ),
+    Divergence(
+        id="module-parameterdict-failed-setitem-keeps-key",
+        rule=ct_ref.CT_PARAMDICT,
+        torch=TORCH,
+        reason="A ParameterDict assignment that fails (key '' or containing '.') still adds the key to the dict's "
+               "key list: len() counts it and iteration yields a key whose lookup fails.",
+        evidence="torch/nn/modules/container.py: ParameterDict.__setitem__ does self._keys[key] = None before "
+                 "setattr/register_parameter validate the name.",
+        when=_parameterdict_bad_setitem,
+        torch_does=_torch_parameterdict_bad_setitem,
+        repro=ContainerProgram("ParameterDict", (), (CtOp("setitem", ("x.y", "p0")), CtOp("len"))),
+        reference_fn=ct_ref.run,
+        torch_fn=ct_replay,
+    ),
+]
+
+
+def _sliced_append_collides(case) -> bool:
+    if case.container != "Sequential" or not case.ops or case.ops[-1].kind != "slice_append":
+        return False
+    _, keys, labels = ct_ref.run(ContainerProgram(case.container, case.init, case.ops[:-1], case.named))
+    chosen = keys[slice(*case.ops[-1].args[:3])]
+    return str(len(chosen)) in chosen
+
+
+def _torch_sliced_append(case, expected):
+    _, keys, labels = ct_ref.run(ContainerProgram(case.container, case.init, case.ops[:-1], case.named))
+    s = slice(*case.ops[-1].args[:3])
+    part = dict(zip(keys[s], labels[s]))
+    part[str(len(part))] = case.ops[-1].args[3]  # add_module(str(len(self)), module) overwrites
+    return (len(part), list(part.values())), expected[1], expected[2]
+
+
+DIVERGENCES += [
+    Divergence(
+        id="module-sequential-slice-append-overwrites",
+        rule=ct_ref.CT_APPEND,
+        torch=TORCH,
+        reason="A slice of a Sequential keeps the original keys (s[1:] has keys '1', '2'); append (and +=) then "
+               "register the new module under str(len(self)), which can be an existing key: the last module is "
+               "silently replaced instead of a module being appended (len stays the same). insert raises KeyError.",
+        evidence="torch/nn/modules/container.py: Sequential.__getitem__(slice) builds OrderedDict(list(items)[idx]) "
+                 "without renumbering; Sequential.append does add_module(str(len(self)), module) ('Append a given "
+                 "module to the end'). Repro: s = nn.Sequential(a, b, c)[1:]; s.append(d); len(s) == 2, c is gone.",
+        when=_sliced_append_collides,
+        torch_does=_torch_sliced_append,
+        repro=ContainerProgram("Sequential", ("m1", "m2", "m3"), (CtOp("slice_append", (1, None, None, "m4")),)),
+        reference_fn=ct_ref.run,
+        torch_fn=ct_replay,
+    ),
+]

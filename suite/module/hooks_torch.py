@@ -1,0 +1,195 @@
+"""Torch side of the forward/backward hook checks.  Imports only torch, numpy,
+the standard library and suite.compare.
+
+Forward: a module computing ``x * 2 + b`` on Python ints (so every value is
+exact) or raising; hooks record what they see and may replace values by adding
+a constant that identifies them.  Backward: ``y = x @ W.T`` with full backward
+(pre-)hooks that record and optionally scale the gradients.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch.nn.modules import module as nn_module
+
+from suite.compare import Raised
+
+
+@dataclass(frozen=True)
+class Hook:
+    kind: str  # pre | post | gpre | gpost
+    ret: str = "none"  # none | replace | replace_tuple | bad
+    prepend: bool = False
+    with_kwargs: bool = False
+    always_call: bool = False
+    remove: bool = False
+
+
+@dataclass(frozen=True)
+class HookCase:
+    hooks: tuple
+    x: int = 1
+    b: int | None = None  # passed as keyword when not None
+    fail: bool = False
+
+
+class _Doubler(torch.nn.Module):
+    def __init__(self, fail: bool):
+        super().__init__()
+        self.fail = fail
+
+    def forward(self, x, b=0):
+        if self.fail:
+            raise ValueError("forward failed")
+        return x * 2 + b
+
+
+def _make_hook(i: int, h: Hook, calls: list):
+    tag, add = f"h{i}", 100 * (i + 1)
+    if h.kind in ("pre", "gpre"):
+        if h.with_kwargs:
+            def hook(module, args, kwargs):
+                calls.append((tag, list(args), dict(kwargs)))
+                if h.ret == "replace":
+                    return (args[0] + add,), {**kwargs, "b": kwargs.get("b", 0) + 1}
+                if h.ret == "bad":
+                    return args[0]
+                return None
+        else:
+            def hook(module, args):
+                calls.append((tag, list(args)))
+                if h.ret == "replace":
+                    return args[0] + add
+                if h.ret == "replace_tuple":
+                    return (args[0] + add,)
+                return None
+    elif h.with_kwargs:
+        def hook(module, args, kwargs, output):
+            calls.append((tag, list(args), dict(kwargs), output))
+            return None if h.ret == "none" else output + add
+    else:
+        def hook(module, args, output):
+            calls.append((tag, list(args), output))
+            return None if h.ret == "none" else (output or 0) + add
+    return hook
+
+
+def run_hooks(case: HookCase, device: str):
+    """(calls in order, result or Raised).  Global hooks are removed before returning."""
+    m = _Doubler(case.fail)
+    calls: list = []
+    handles = []
+    try:
+        for i, h in enumerate(case.hooks):
+            fn = _make_hook(i, h, calls)
+            if h.kind == "pre":
+                handle = m.register_forward_pre_hook(fn, prepend=h.prepend, with_kwargs=h.with_kwargs)
+            elif h.kind == "post":
+                handle = m.register_forward_hook(fn, prepend=h.prepend, with_kwargs=h.with_kwargs,
+                                                 always_call=h.always_call)
+            elif h.kind == "gpre":
+                handle = nn_module.register_module_forward_pre_hook(fn)
+            else:
+                handle = nn_module.register_module_forward_hook(fn, with_kwargs=h.with_kwargs,
+                                                                always_call=h.always_call)
+            handles.append(handle)
+        for handle, h in zip(handles, case.hooks):
+            if h.remove:
+                handle.remove()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # silenced always_call errors warn; not under test here
+            try:
+                result = m(case.x) if case.b is None else m(case.x, b=case.b)
+            except Exception as exc:
+                result = Raised(type(exc).__name__, str(exc))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return calls, result
+
+
+@dataclass(frozen=True)
+class BackwardCase:
+    seed: int
+    n_in: int
+    n_out: int
+    batch: int
+    hooks: tuple  # (kind "bpre" | "bpost" | "gbpre" | "gbpost", scale or 0 for no replacement, prepend)
+    x_requires_grad: bool = True
+
+
+def backward_inputs(case: BackwardCase) -> dict:
+    """W, x and the upstream gradient as float64 numpy arrays (pure torch RNG, not under test)."""
+    g = torch.Generator().manual_seed(case.seed)
+    w = torch.randn(case.n_out, case.n_in, generator=g, dtype=torch.float64)
+    x = torch.randn(case.batch, case.n_in, generator=g, dtype=torch.float64)
+    up = torch.randn(case.batch, case.n_out, generator=g, dtype=torch.float64)
+    return {"w": w.numpy(), "x": x.numpy(), "up": up.numpy()}
+
+
+class _Linear(torch.nn.Module):
+    def __init__(self, w):
+        super().__init__()
+        self.w = torch.nn.Parameter(w)
+
+    def forward(self, x):
+        return x @ self.w.t()
+
+
+def _np(t):
+    return None if t is None else t.detach().cpu().numpy()
+
+
+def run_backward(case: BackwardCase, device: str):
+    """(calls: per hook (tag, grad tensors seen), x.grad, w.grad) in float64."""
+    inp = backward_inputs(case)
+    m = _Linear(torch.tensor(inp["w"]).to(device))
+    x = torch.tensor(inp["x"]).to(device).requires_grad_(case.x_requires_grad)
+    calls: list = []
+    handles = []
+    try:
+        for i, (kind, scale, prepend) in enumerate(case.hooks):
+            tag = f"h{i}"
+            if kind in ("bpre", "gbpre"):
+                def hook(module, grad_output, tag=tag, scale=scale):
+                    calls.append((tag, [_np(g) for g in grad_output]))
+                    return tuple(g * scale for g in grad_output) if scale else None
+                handle = (m.register_full_backward_pre_hook(hook, prepend=prepend) if kind == "bpre"
+                          else nn_module.register_module_full_backward_pre_hook(hook))
+            else:
+                def hook(module, grad_input, grad_output, tag=tag, scale=scale):
+                    calls.append((tag, [_np(g) for g in grad_input], [_np(g) for g in grad_output]))
+                    if scale and grad_input[0] is not None:
+                        return tuple(None if g is None else g * scale for g in grad_input)
+                    return None
+                handle = (m.register_full_backward_hook(hook, prepend=prepend) if kind == "bpost"
+                          else nn_module.register_module_full_backward_hook(hook))
+            handles.append(handle)
+        y = m(x)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "hook is firing ... no inputs require gradients": not under test
+            y.backward(torch.tensor(inp["up"]).to(device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return calls, _np(x.grad), _np(m.w.grad)
+
+
+@dataclass(frozen=True)
+class GlobalHookRemoval:
+    with_kwargs: bool
+    always_call: bool
+
+
+def run_global_hook_removal(case: GlobalHookRemoval, device: str):
+    """Which of the global forward-hook registries still mention a hook after handle.remove().
+
+    (A leftover entry keeps torch.nn.modules.module._has_any_global_hook() true, which makes
+    torch.compile(module) warn about global hooks that no longer exist.)"""
+    handle = nn_module.register_module_forward_hook(lambda *a: None, with_kwargs=case.with_kwargs,
+                                                    always_call=case.always_call)
+    handle.remove()
+    registries = ("_global_forward_hooks", "_global_forward_hooks_always_called", "_global_forward_hooks_with_kwargs")
+    return [name for name in registries if handle.id in getattr(nn_module, name)]

@@ -1,0 +1,58 @@
+"""Forward (pre-)hooks, global hooks, always_call, handles and full backward
+hooks against the model (reference/module/hooks.py)."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reference.module import hooks as ref
+from suite.compare import tolerance
+from suite.module.hooks_torch import (BackwardCase, GlobalHookRemoval, Hook, HookCase, run_backward,
+                                     run_global_hook_removal, run_hooks)
+
+
+@st.composite
+def hooks(draw):
+    kind = draw(st.sampled_from(["pre", "post", "pre", "post", "gpre", "gpost"]))
+    local = kind in ("pre", "post")
+    with_kwargs = draw(st.booleans()) if kind != "gpre" else False
+    rets = ["none", "replace"] + (["replace_tuple"] if kind in ("pre", "gpre") and not with_kwargs else []) \
+        + (["bad"] if kind == "pre" and with_kwargs else [])
+    return Hook(kind, draw(st.sampled_from(rets)), prepend=local and draw(st.booleans()), with_kwargs=with_kwargs,
+                always_call=kind in ("post", "gpost") and draw(st.booleans()), remove=draw(st.booleans()) and
+                draw(st.booleans()))
+
+
+def _global_kwargs_always_call(case: HookCase) -> bool:
+    return case.fail and any(h.kind == "gpost" and h.with_kwargs and h.always_call and not h.remove
+                             for h in case.hooks)
+
+
+@pytest.mark.rules(ref.HOOK_ORDER, ref.HOOK_PREPEND, ref.HOOK_RETURN, ref.HOOK_KWARGS, ref.HOOK_ALWAYS, ref.HOOK_REMOVE)
+@settings(max_examples=max(settings.default.max_examples, 200))  # ~1 ms an example; one rule per case
+@given(case=st.builds(HookCase, st.lists(hooks(), max_size=5).map(tuple), st.integers(-3, 3),
+                      st.one_of(st.none(), st.integers(0, 3)), st.booleans()))
+def test_forward_hooks(conform, device, case):
+    conform.check(ref.forward_rule(case), case, ref.run_forward(case), run_hooks(case, device), torch_fn=run_hooks)
+
+
+@pytest.mark.rules(ref.BACKWARD_HOOKS)
+@given(case=st.builds(
+    BackwardCase, st.integers(0, 2**16), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3),
+    st.lists(st.tuples(st.sampled_from(["bpre", "bpost", "gbpre", "gbpost"]), st.sampled_from([0, 0, 2, 3]),
+                       st.booleans()), max_size=4).map(tuple),
+    st.booleans()))
+def test_full_backward_hooks(conform, device, case):
+    # float64: x @ W.T and its gradients are sums of at most n_in/n_out/batch (<= 3) products, scaled
+    # by exact small integers; |values| are O(1) randn draws, so scale ~ n * 4^2 covers cancellation.
+    tol = tolerance("float64", ops=2, reduction=3, scale=50.0)
+    conform.check(ref.BACKWARD_HOOKS, case, ref.run_backward(case), run_backward(case, device), tol=tol,
+                  torch_fn=run_backward)
+
+
+@pytest.mark.rules(ref.HOOK_REMOVE)
+@given(case=st.builds(GlobalHookRemoval, st.booleans(), st.booleans()))
+def test_global_forward_hook_removal(conform, device, case):
+    conform.check(ref.HOOK_REMOVE, case, ref.global_hook_removal(case), run_global_hook_removal(case, device),
+                  torch_fn=run_global_hook_removal)

@@ -1,0 +1,69 @@
+"""Single-shot checks outside the tree machine: the regions it does not generate (see test_tree.py), each
+checked here against the model (torch's registered divergences
+in suite/module/divergences.py explain the differences), and assignments before Module.__init__."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reference.module import tree as ref
+from suite.module.tree_torch import (MODULES, TENSORS, BeforeInit, Op, ReprCase, TreeProgram, replay, run_before_init,
+                                     run_repr)
+
+BAD = st.sampled_from(("", "x.y", "forward"))
+
+
+def _check(conform, device, rule, program):
+    conform.check(rule, program, ref.run_program(program), replay(program, device), torch_fn=replay)
+
+
+@pytest.mark.rules(ref.SETATTR_MODULE)
+@given(name=BAD, child=st.sampled_from(MODULES[1:]))
+def test_setattr_module_name_checks(conform, device, name, child):
+    _check(conform, device, ref.SETATTR_MODULE, TreeProgram((Op("setattr", "m0", name, ("module", child)),)))
+
+
+@pytest.mark.rules(ref.GETATTR)
+@given(name=BAD, plain=st.sampled_from((("int", 1), ("tensor", "t0"), ("none",))))
+def test_failed_parameter_assignment_keeps_attribute(conform, device, name, plain):
+    ops = (Op("setattr", "m0", name, plain), Op("setattr", "m0", name, ("param", "p0")), Op("getattr", "m0", name))
+    _check(conform, device, ref.GETATTR, TreeProgram(ops))
+
+
+@pytest.mark.rules(ref.SETATTR_BUFFER)
+@given(name=st.sampled_from(("a", "b")), plain=st.sampled_from((("int", 1), ("tensor", "t1"), ("none",))),
+       tensor=st.sampled_from(TENSORS), persistent=st.booleans())
+def test_buffer_assignment_over_attribute(conform, device, name, plain, tensor, persistent):
+    ops = (Op("setattr", "m0", name, plain), Op("setattr", "m0", name, ("buffer", tensor, persistent)))
+    _check(conform, device, ref.SETATTR_BUFFER, TreeProgram(ops))
+
+
+@pytest.mark.rules(ref.DIR)
+@given(value=st.sampled_from((("int", 1), ("tensor", "t0"), ("module", "m1"))))
+def test_dir_with_empty_name(conform, device, value):
+    _check(conform, device, ref.DIR, TreeProgram((Op("setattr", "m0", "", value),), "dir"))
+
+
+@pytest.mark.rules(ref.BEFORE_INIT)
+@given(case=st.builds(BeforeInit, st.sampled_from(["param_attr", "module_attr", "buffer_attr", "plain_attr",
+                                                    "register_parameter", "register_buffer", "add_module"])))
+def test_assignment_before_init(conform, device, case):
+    conform.check(ref.BEFORE_INIT, case, ref.before_init(case), run_before_init(case, device),
+                  torch_fn=run_before_init)
+
+
+@st.composite
+def repr_cases(draw, depth=0):
+    lines = tuple(draw(st.lists(st.sampled_from(["in=2", "out=3, bias=True", "x"]), max_size=2)))
+    children = ()
+    if depth < 2:
+        names = draw(st.lists(st.sampled_from(["a", "b", "0"]), unique=True, max_size=2))
+        children = tuple((n, draw(st.one_of(st.none(), repr_cases(depth=depth + 1)))) for n in names)
+    return ReprCase(lines, children)
+
+
+@pytest.mark.rules(ref.EXTRA_REPR)
+@given(case=repr_cases())
+def test_extra_repr_layout(conform, device, case):
+    conform.check(ref.EXTRA_REPR, case, ref.box_repr(case), run_repr(case, device), torch_fn=run_repr)

@@ -1,0 +1,317 @@
+"""Torch side of the Module-tree programs: a Case is a ``TreeProgram`` (the ops so
+far plus which observable to report); ``replay`` rebuilds everything from
+scratch on a device and returns that observable.
+
+Objects are referred to by labels: modules ``m0`` (the root) .. ``m4``,
+Parameters ``p0`` .. ``p3``, plain tensors ``t0`` .. ``t3`` (all created fresh
+by every replay), and ``buf@<i>`` for the ``nn.Buffer`` wrapper made by op i.
+
+Imports only torch, numpy, the standard library and suite.compare (the repro
+writer embeds this module in standalone scripts).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from suite.compare import Raised
+
+MODULES = ("m0", "m1", "m2", "m3", "m4")
+PARAMS = ("p0", "p1", "p2", "p3")
+TENSORS = ("t0", "t1", "t2", "t3")
+
+
+@dataclass(frozen=True)
+class Op:
+    """One operation on module ``target``.
+
+    kind: setattr | delattr | getattr | register_parameter | register_buffer |
+    add_module | register_module | train | eval | requires_grad_ |
+    get_submodule | get_parameter | get_buffer | set_submodule.
+    value: ("param", label) | ("tensor", label) | ("buffer", label, persistent)
+    | ("module", label) | ("none",) | ("int", n) | () when unused.
+    flag: persistent / mode / requires_grad / strict, where the kind takes one.
+    """
+
+    kind: str
+    target: str = "m0"
+    name: str = ""
+    value: tuple = ()
+    flag: bool = True
+
+
+@dataclass(frozen=True)
+class TreeProgram:
+    ops: tuple[Op, ...]
+    observe: str = "result"  # "result" (outcome of the last op), "registration" (global registration hook
+    # calls during the last op) or an OBSERVABLES key
+
+
+OBSERVABLES = ("state_dict_hooks", "named_parameters", "named_parameters_all", "named_parameters_local", "named_buffers",
+               "named_buffers_all", "named_buffers_local", "named_modules", "named_modules_all",
+               "named_children", "state_dict", "state_dict_detached", "state_dict_prefixed", "metadata",
+               "training", "requires_grad", "repr", "dir")
+POOL_NAMES = ("a", "b", "c", "0", "x.y", "", "forward")
+
+
+def make_pool(device: str) -> dict:
+    g = torch.Generator().manual_seed(0)
+    pool: dict = {label: torch.nn.Module() for label in MODULES}
+    for i, label in enumerate(PARAMS):
+        pool[label] = torch.nn.Parameter(torch.randn(i + 1, generator=g).to(device))
+    for i, label in enumerate(TENSORS):
+        pool[label] = torch.randn(i + 1, generator=g).to(device)
+    return pool
+
+
+def _value(pool: dict, index: int, value: tuple):
+    kind = value[0]
+    if kind == "none":
+        return None
+    if kind == "int":
+        return value[1]
+    if kind == "buffer":
+        buf = torch.nn.Buffer(pool[value[1]], persistent=value[2])
+        pool[f"buf@{index}"] = buf
+        return buf
+    return pool[value[1]]
+
+
+def label_of(pool: dict, obj) -> object:
+    if obj is None:
+        return ("none",)
+    if isinstance(obj, int) and not isinstance(obj, bool):
+        return ("int", obj)
+    for label, candidate in pool.items():
+        if candidate is obj:
+            return label
+    if callable(obj):
+        return ("method",)
+    return ("unknown", type(obj).__name__)
+
+
+def _outcome(fn):
+    try:
+        return fn()
+    except Exception as exc:  # exceptions are outcomes
+        return Raised(type(exc).__name__, str(exc))
+
+
+def apply_op(pool: dict, index: int, op: Op):
+    m = pool[op.target]
+    k = op.kind
+    if k == "setattr":
+        value = _value(pool, index, op.value)
+        return _outcome(lambda: setattr(m, op.name, value))
+    if k == "delattr":
+        return _outcome(lambda: delattr(m, op.name))
+    if k == "getattr":
+        return _outcome(lambda: label_of(pool, getattr(m, op.name)))
+    if k == "register_parameter":
+        value = _value(pool, index, op.value)
+        return _outcome(lambda: m.register_parameter(op.name, value))
+    if k == "register_buffer":
+        value = _value(pool, index, op.value)
+        return _outcome(lambda: m.register_buffer(op.name, value, persistent=op.flag))
+    if k in ("add_module", "register_module"):
+        value = _value(pool, index, op.value)
+        return _outcome(lambda: getattr(m, k)(op.name, value))
+    if k == "train":
+        return _outcome(lambda: label_of(pool, m.train(op.flag)))
+    if k == "train_value":
+        return _outcome(lambda: label_of(pool, m.train(op.value[1])))
+    if k == "eval":
+        return _outcome(lambda: label_of(pool, m.eval()))
+    if k == "requires_grad_":
+        return _outcome(lambda: label_of(pool, m.requires_grad_(op.flag)))
+    if k in ("get_submodule", "get_parameter", "get_buffer"):
+        return _outcome(lambda: label_of(pool, getattr(m, k)(op.name)))
+    if k == "set_submodule":
+        value = _value(pool, index, op.value)
+        return _outcome(lambda: m.set_submodule(op.name, value, strict=op.flag))
+    raise ValueError(f"unknown op kind {k!r}")
+
+
+def apply_op_recorded(pool: dict, index: int, op: Op):
+    """(outcome, calls of the global registration hooks during the op)."""
+    from torch.nn.modules import module as nn_module
+
+    calls: list = []
+
+    def recorder(kind):
+        return lambda module, name, value: calls.append((kind, label_of(pool, module), name, label_of(pool, value)))
+
+    handles = [nn_module.register_module_parameter_registration_hook(recorder("parameter")),
+               nn_module.register_module_buffer_registration_hook(recorder("buffer")),
+               nn_module.register_module_module_registration_hook(recorder("module"))]
+    try:
+        return apply_op(pool, index, op), calls
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _labels(pool: dict, pairs) -> list:
+    return [(name, label_of(pool, obj)) for name, obj in pairs]
+
+
+def _by_storage(pool: dict, t) -> str:
+    for label, candidate in pool.items():
+        if isinstance(candidate, torch.Tensor) and candidate.data_ptr() == t.data_ptr():
+            return label
+    return "?"
+
+
+def observe(pool: dict, what: str):
+    root = pool["m0"]
+    if what == "state_dict_hooks":
+        calls: list = []
+        handles = []
+        for label in MODULES:
+            mod = pool[label]
+            handles.append(mod.register_state_dict_pre_hook(
+                lambda module, prefix, keep_vars: calls.append(("pre", label_of(pool, module), prefix))))
+            handles.append(mod.register_state_dict_post_hook(
+                lambda module, sd, prefix, meta: calls.append(("post", label_of(pool, module), prefix, len(sd)))))
+        try:
+            root.state_dict()
+        finally:
+            for handle in handles:
+                handle.remove()
+        return calls
+    if what == "named_parameters":
+        return _labels(pool, root.named_parameters())
+    if what == "named_parameters_all":
+        return _labels(pool, root.named_parameters(prefix="r", remove_duplicate=False))
+    if what == "named_parameters_local":
+        return _labels(pool, root.named_parameters(recurse=False))
+    if what == "named_buffers":
+        return _labels(pool, root.named_buffers())
+    if what == "named_buffers_all":
+        return _labels(pool, root.named_buffers(prefix="r", remove_duplicate=False))
+    if what == "named_buffers_local":
+        return _labels(pool, root.named_buffers(recurse=False))
+    if what == "named_modules":
+        return _labels(pool, root.named_modules())
+    if what == "named_modules_all":
+        return _labels(pool, root.named_modules(prefix="r", remove_duplicate=False))
+    if what == "named_children":
+        return _labels(pool, root.named_children())
+    if what == "state_dict":
+        return _labels(pool, root.state_dict(keep_vars=True).items())
+    if what == "state_dict_detached":
+        # keep_vars=False: detached aliases (same storage, no grad).
+        # Buffer labels may be nn.Buffer wrappers that share storage with a pool tensor:
+        # report the first pool object with that storage.
+        return [(k, _by_storage(pool, v), v.requires_grad) for k, v in root.state_dict().items()]
+    if what == "state_dict_prefixed":
+        return list(root.state_dict(prefix="pre.").keys())
+    if what == "metadata":
+        return [(k, dict(v)) for k, v in root.state_dict()._metadata.items()]
+    if what == "training":
+        return [(label, pool[label].training) for label in MODULES]
+    if what == "requires_grad":
+        return [(label, pool[label].requires_grad) for label in PARAMS]
+    if what == "repr":
+        return repr(root)
+    if what == "dir":
+        return _outcome(lambda: [k for k in dir(root) if k in POOL_NAMES])
+    if what == "apply":
+        seen = []
+        root.apply(lambda mod: seen.append(label_of(pool, mod)))
+        return seen
+    if what in ("deepcopy", "pickle"):
+        import copy
+        import pickle
+
+        clone = copy.deepcopy(root) if what == "deepcopy" else pickle.loads(pickle.dumps(root))
+        return _structure(pool, clone)
+    raise ValueError(f"unknown observable {what!r}")
+
+
+def _structure(pool: dict, root) -> dict:
+    """Names of a module tree with objects replaced by the index of their first occurrence (so sharing and
+    tying show), plus whether any object is one of the originals."""
+    out = {}
+    for what, pairs in (("params", root.named_parameters(remove_duplicate=False)),
+                        ("buffers", root.named_buffers(remove_duplicate=False)),
+                        ("modules", root.named_modules(remove_duplicate=False))):
+        firsts: list = []
+        names = []
+        for name, obj in pairs:
+            if not any(obj is f for f in firsts):
+                firsts.append(obj)
+            names.append((name, next(i for i, f in enumerate(firsts) if f is obj)))
+        out[what] = names
+        out[what + "_fresh"] = not any(obj is orig for obj in firsts for orig in pool.values())
+    out["state_dict"] = list(root.state_dict().keys())
+    return out
+
+
+def replay(program: TreeProgram, device: str):
+    """Rebuild the pool, run every op, return the requested observable."""
+    pool = make_pool(device)
+    result = None
+    for i, op in enumerate(program.ops):
+        if program.observe == "registration" and i == len(program.ops) - 1:
+            return apply_op_recorded(pool, i, op)[1]
+        result = apply_op(pool, i, op)
+    if program.observe == "result":
+        return result
+    return observe(pool, program.observe)
+
+
+@dataclass(frozen=True)
+class BeforeInit:
+    """An assignment/registration made in a subclass's __init__ before Module.__init__ ran."""
+
+    kind: str  # param_attr | module_attr | buffer_attr | plain_attr | register_parameter | register_buffer | add_module
+
+
+def run_before_init(case: BeforeInit, device: str):
+    """(outcome of the early call, whether the name is reachable once Module.__init__ has run)."""
+    param = torch.nn.Parameter(torch.zeros(1, device=device))
+    values = {"param_attr": param, "module_attr": torch.nn.Module(),
+              "buffer_attr": torch.nn.Buffer(torch.zeros(1, device=device)), "plain_attr": 3}
+    outcome = []
+
+    class Early(torch.nn.Module):
+        def __init__(self):
+            if case.kind in values:
+                outcome.append(_outcome(lambda: setattr(self, "a", values[case.kind])))
+            elif case.kind == "register_parameter":
+                outcome.append(_outcome(lambda: self.register_parameter("a", param)))
+            elif case.kind == "register_buffer":
+                outcome.append(_outcome(lambda: self.register_buffer("a", torch.zeros(1, device=device))))
+            else:
+                outcome.append(_outcome(lambda: self.add_module("a", torch.nn.Module())))
+            super().__init__()
+
+    m = Early()
+    return outcome[0], hasattr(m, "a")
+
+
+@dataclass(frozen=True)
+class ReprCase:
+    """A module of class ``Box`` whose extra_repr returns '\\n'.join(lines), with children (name, ReprCase | None)."""
+
+    lines: tuple = ()
+    children: tuple = ()
+
+
+def _box(case: ReprCase) -> torch.nn.Module:
+    lines = "\n".join(case.lines)
+
+    class Box(torch.nn.Module):
+        def extra_repr(self):
+            return lines
+
+    m = Box()
+    for name, child in case.children:
+        m.add_module(name, None if child is None else _box(child))
+    return m
+
+
+def run_repr(case: ReprCase, device: str) -> str:
+    return repr(_box(case))

@@ -1,0 +1,56 @@
+"""Golden cases of the module reference (hand-derived from the docs, no torch)."""
+from __future__ import annotations
+
+from reference.module import containers, convert, hooks, tree
+from suite.compare import Raised
+from suite.module.containers_torch import ContainerProgram, CtOp
+from suite.module.convert_torch import ConvertCase
+from suite.module.hooks_torch import Hook, HookCase
+from suite.module.tree_torch import Op, TreeProgram
+
+
+def test_shared_child_traversal():
+    ops = (Op("add_module", "m0", "a", ("module", "m1")), Op("add_module", "m0", "b", ("module", "m1")),
+           Op("register_parameter", "m1", "w", ("param", "p0")))
+    assert tree.run_program(TreeProgram(ops, "named_parameters")) == [("a.w", "p0")]
+    assert tree.run_program(TreeProgram(ops, "named_parameters_all")) == [("r.a.w", "p0"), ("r.b.w", "p0")]
+    assert tree.run_program(TreeProgram(ops, "named_modules")) == [("", "m0"), ("a", "m1")]
+    assert tree.run_program(TreeProgram(ops, "state_dict")) == [("a.w", "p0"), ("b.w", "p0")]
+    assert tree.run_program(TreeProgram(ops, "metadata")) == [("", {"version": 1}), ("a", {"version": 1}),
+                                                               ("b", {"version": 1})]
+    assert tree.run_program(TreeProgram(ops, "apply")) == ["m1", "m0"]
+
+
+def test_registration_errors_and_order():
+    assert tree.run_program(TreeProgram((Op("register_parameter", "m0", "x.y", ("int", 1)),))).type == "KeyError"
+    # add_module checks the value type first
+    assert tree.run_program(TreeProgram((Op("add_module", "m0", "x.y", ("int", 1)),))).type == "TypeError"
+    out = tree.run_program(TreeProgram((Op("register_parameter", "m0", "a", ("param", "p0")),
+                                        Op("setattr", "m0", "a", ("tensor", "t0")))))
+    assert isinstance(out, Raised) and out.type == "TypeError"
+
+
+def test_repr_nested():
+    ops = (Op("add_module", "m0", "a", ("module", "m1")), Op("add_module", "m1", "b", ("none",)))
+    assert tree.run_program(TreeProgram(ops, "repr")) == "Module(\n  (a): Module(\n    (b): None\n  )\n)"
+
+
+def test_hook_order_prepend_and_replacement():
+    case = HookCase((Hook("post"), Hook("post", "replace", prepend=True), Hook("gpost")), x=1)
+    calls, result = hooks.run_forward(case)
+    assert [c[0] for c in calls] == ["h2", "h1", "h0"]
+    assert result == 2 + 200
+
+
+def test_containers():
+    seq = ContainerProgram("Sequential", ("m1", "m2", "m3"), (CtOp("delitem", (0,)),))
+    assert containers.run(seq) == (None, ["0", "1"], ["m2", "m3"])
+    ml = ContainerProgram("ModuleList", ("m1",), (CtOp("insert", (-1, "m2")),))
+    assert containers.run(ml) == (None, ["0", "1"], ["m2", "m1"])
+    assert containers.run(ContainerProgram("Sequential", ("m1",), (CtOp("mul", (0,)),)))[0].type == "ValueError"
+
+
+def test_conversion():
+    case = ConvertCase((("param", "float32"), ("buffer", "int64"), ("buffer", "complex64")), "half")
+    assert convert.run_convert(case) == [("float16", True), ("int64", True), ("complex64", True)]
+    assert convert.run_convert(ConvertCase((("param", "float32"),), "to:int64")).type == "TypeError"
