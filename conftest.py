@@ -1,7 +1,8 @@
 """Root conftest: the torchconform plugin and the hypothesis profiles.
 
 Profiles (select with ``--hypothesis-profile`` or ``torchconform run --profile``):
-- ``ci``: deterministic (derandomized), few examples, no deadline, no example
+- ``ci``: deterministic (derandomized), 100 examples a test (the whole run takes
+  about 2 minutes on 2 cores), no deadline, no example
   database -- the same run every time, sized for the CI budget on 2 cores;
 - ``dev`` (default): random seeds, moderate examples, the local example database
   (``.hypothesis/``) so a failure replays first next time;
@@ -15,7 +16,7 @@ pytest_plugins = ["suite.plugin"]
 _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
             HealthCheck.function_scoped_fixture]
 
-settings.register_profile("ci", max_examples=20, stateful_step_count=12, derandomize=True, deadline=None,
+settings.register_profile("ci", max_examples=100, stateful_step_count=25, derandomize=True, deadline=None,
                           database=None, print_blob=True, suppress_health_check=_SLOW_OK)
 settings.register_profile("dev", max_examples=60, stateful_step_count=25, deadline=None, print_blob=True,
                           suppress_health_check=_SLOW_OK)
