@@ -126,6 +126,9 @@ MHA_ZERO_ATTN = rule("attention.mha.add_zero_attn",
 MHA_KVDIM = rule("attention.mha.kdim_vdim",
                  "kdim/vdim set the key/value feature sizes, projected by k_proj_weight (E, kdim), v_proj_weight (E, vdim).", T_ACT)
 MHA_NO_BIAS = rule("attention.mha.bias_false", "bias=False removes every projection bias.", T_ACT)
+MHA_DROPOUT_EVAL = rule("attention.mha.dropout_eval",
+                        "Dropout acts only in training: in eval mode MultiheadAttention(dropout=p) computes the formula "
+                        "without dropout, on the slow and the fast path.", T_MHAF + " (training: apply dropout if True)")
 MHA_FAST_TAKEN = rule("attention.mha.fast_path_conditions",
                       "The fast path runs iff: eval, no grad, batched, batch_first, self-attention with one tensor, "
                       "even num_heads, bias, no bias_kv, no zero_attn, kdim == vdim == E, no float mask.", T_ACT + ".forward")
@@ -144,6 +147,10 @@ ENC_FAST = rule("attention.encoder_layer.fast_path_agrees",
                 "In eval/no-grad the fused encoder layer agrees with the documented layer formula.", T_TR + ": TransformerEncoderLayer.forward")
 ENC_MASKS = rule("attention.encoder_layer.masks",
                  "src_mask and src_key_padding_mask reach the self-attention as attn_mask and key_padding_mask.", T_TR)
+LAYER_DROPOUT_EVAL = rule("attention.layers.dropout_eval",
+                          "In eval mode the Transformer layers apply none of their dropouts (attention, feed-forward, "
+                          "residual): the output equals the dropout-free formula.", T_TR + ": TransformerEncoderLayer "
+                          "(dropout); torch/nn/modules/dropout.py: Dropout")
 ENC_STACK = rule("attention.encoder.stack",
                  "TransformerEncoder applies num_layers independent deep copies of the layer, then the optional final norm.",
                  T_TR + ": TransformerEncoder.forward")
@@ -167,6 +174,10 @@ TRANSFORMER = rule("attention.transformer.forward",
                    "Transformer = decoder(tgt, encoder(src)) each with a final LayerNorm.", T_TR + ": Transformer.forward")
 TRANSFORMER_ERR = rule("attention.transformer.batch_mismatch_error",
                        "src and tgt with different batch sizes raise RuntimeError.", T_TR + ": Transformer.forward")
+
+TRANSFORMER_FEATURE_ERR = rule("attention.transformer.feature_mismatch_error",
+                               "src or tgt whose feature size is not d_model raises RuntimeError.",
+                               T_TR + ": Transformer.forward")
 
 LN_EPS = 1e-5
 
@@ -617,6 +628,8 @@ def nested_flag_reference(case) -> dict:
 
 
 def transformer_shape_reference(case):
+    if case.bad_feature != "none":
+        return Raised("RuntimeError", r"the feature number of src and tgt must be equal to d_model")
     return Raised("RuntimeError", r"the batch number of src and tgt must be equal")
 
 

@@ -33,6 +33,14 @@ CONSTRUCT_BUFFERS = rule(
     "num_batches_tracked=0 (int64); track_running_stats=False registers all three as None.",
     f"{BATCHNORM_PY}: _NormBase.__init__")
 
+CONSTRUCT_DEFAULTS = rule(
+    "norm.construct.defaults",
+    "Documented constructor defaults: BatchNorm{1,2,3}d and SyncBatchNorm eps=1e-5, momentum=0.1, affine=True, "
+    "track_running_stats=True; InstanceNorm{1,2,3}d eps=1e-5, momentum=0.1, affine=False, "
+    "track_running_stats=False; GroupNorm eps=1e-5, affine=True; LayerNorm eps=1e-5, elementwise_affine=True; "
+    "bias=True wherever the keyword exists.",
+    "BatchNorm1d, SyncBatchNorm, InstanceNorm1d, GroupNorm, LayerNorm docstrings (signatures)")
+
 # ---- input checks ----------------------------------------------------------------------
 INPUT_RANK = rule(
     "norm.input.rank",
@@ -154,6 +162,18 @@ INSTANCE_FORWARD = rule(
     "InstanceNorm{1,2,3}d: per-sample, per-channel mean and biased variance over the spatial dims; affine and "
     "track_running_stats default to False.",
     "torch/nn/modules/instancenorm.py: InstanceNorm1d docstring")
+INSTANCE_SPATIAL = rule(
+    "norm.instance.spatial_size",
+    "InstanceNorm normalizing with input statistics raises ValueError 'Expected more than 1 spatial element when "
+    "training' when the spatial dims hold a single element.",
+    "torch/nn/functional.py: instance_norm, _verify_spatial_size")
+INSTANCE_RUNNING = rule(
+    "norm.instance.running_stats",
+    "InstanceNorm with track_running_stats=True: training normalizes with instance statistics and sets running = "
+    "(1 - momentum) * running + momentum * (batch average of the per-instance mean / UNBIASED variance); eval "
+    "normalizes with the running stats.",
+    "torch/nn/modules/instancenorm.py: InstanceNorm1d docstring (track_running_stats, momentum); ATen "
+    "instance_norm (per-instance batch_norm, running stats averaged over the batch)")
 GROUP_FORWARD = rule(
     "norm.group.forward",
     "GroupNorm(G, C): per-sample mean and biased variance over each group of C/G channels and all spatial "
@@ -169,6 +189,14 @@ LAYER_FORWARD = rule(
     "LayerNorm(normalized_shape): mean and biased variance over the last len(normalized_shape) dims, then an "
     "elementwise affine of that shape (bias optional).",
     "torch/nn/modules/normalization.py: LayerNorm docstring")
+
+OTHER_BACKWARD = rule(
+    "norm.other.backward",
+    "InstanceNorm/GroupNorm/LayerNorm backward: per normalized group dx = invstd * (g - mean(g) - xhat * "
+    "mean(g * xhat)) with g = dy * weight; dweight = sum(dy * xhat) and dbias = sum(dy) over the dims the "
+    "parameter is broadcast along.",
+    "arXiv:1607.06450 (LayerNorm), arXiv:1803.08494 (GroupNorm); derivatives.yaml: native_layer_norm, "
+    "native_group_norm")
 
 # ---- SyncBatchNorm ----------------------------------------------------------------------------
 SYNC_REFERENCE_CONCAT = rule(
@@ -519,14 +547,35 @@ def layer_norm(x, k, eps, weight, bias) -> np.ndarray:
     return y
 
 
+def instance_outcome(case, inputs: dict) -> dict | Raised:
+    """InstanceNorm forward: instance statistics unless eval with tracked running stats."""
+    x = inputs["x"]
+    w, b = (inputs["weight"], inputs["bias"]) if case.affine else (None, None)
+    track, training = getattr(case, "track", False), getattr(case, "training", True)
+    if training or not track:
+        n = int(np.prod(x.shape[2:]))
+        if n == 1:
+            # F.instance_norm: _verify_spatial_size whenever input statistics are used
+            return Raised("ValueError", r"^Expected more than 1 spatial element when training")
+        out = {"y": instance_norm(x, case.eps, w, b)}
+        if track:
+            axes = tuple(range(2, x.ndim))
+            mean = x.mean(axis=axes)
+            var = ((x - x.mean(axis=axes, keepdims=True)) ** 2).mean(axis=axes) * n / (n - 1)
+            out["running_mean"] = ema(inputs["running_mean"], mean.mean(axis=0), case.momentum)
+            out["running_var"] = ema(inputs["running_var"], var.mean(axis=0), case.momentum)
+        return out
+    y = normalize(x, inputs["running_mean"], inputs["running_var"], case.eps, w, b)
+    return {"y": y, "running_mean": inputs["running_mean"], "running_var": inputs["running_var"]}
+
+
 def other_norm(case, inputs: dict) -> dict | Raised:
     """Reference for suite.norm.torch_side.run_other_norm."""
     x = inputs["x"]
     w = inputs["weight"] if case.affine else None
     b = inputs["bias"] if case.affine and case.bias else None
     if case.kind.startswith("InstanceNorm"):
-        b = inputs["bias"] if case.affine else None
-        return {"track_running_stats": False, "y": instance_norm(x, case.eps, w, b)}
+        return instance_outcome(case, inputs)
     if case.kind == "GroupNorm":
         if x.shape[1] % case.groups:
             return Raised("ValueError", rf"num_channels \({x.shape[1]}\) must be divisible by num_groups "
@@ -537,6 +586,58 @@ def other_norm(case, inputs: dict) -> dict | Raised:
             return Raised("ValueError", r"^Expected more than 1 value per channel when training")
         return {"y": group_norm(x, case.groups, case.eps, w, b)}
     return {"y": layer_norm(x, case.norm_dims, case.eps, w, b)}
+
+
+def norm_groups(case, x: np.ndarray) -> tuple[np.ndarray, tuple[int, ...], tuple[int, ...]]:
+    """(x reshaped so that each normalized group spans ``axes``, those axes, the axes a parameter is summed
+    over in its gradient) for an OtherNormCase."""
+    if case.kind.startswith("InstanceNorm"):
+        return x, tuple(range(2, x.ndim)), channel_axes(x.ndim)
+    if case.kind == "GroupNorm":
+        return x.reshape(x.shape[0], case.groups, -1), (2,), channel_axes(x.ndim)
+    k = case.norm_dims
+    return x, tuple(range(x.ndim - k, x.ndim)), tuple(range(x.ndim - k))
+
+
+def _broadcast_param(case, p: np.ndarray | None, x: np.ndarray) -> np.ndarray:
+    if p is None:
+        return np.ones_like(x)
+    return np.broadcast_to(p if case.kind == "LayerNorm" else per_channel(p, x.ndim), x.shape)
+
+
+def other_norm_backward(case, inputs: dict) -> dict | Raised:
+    """Reference for suite.norm.torch_side.run_other_norm with ``case.backward``: the input and parameter
+    gradients of y = xhat * w + b for the upstream gradient inputs["dy"]."""
+    fwd = other_norm(case, inputs)
+    if isinstance(fwd, Raised):
+        return fwd
+    x, dy = inputs["x"], inputs["dy"]
+    w = inputs["weight"] if case.affine else None
+    has_bias = case.affine and (case.bias or case.kind.startswith("InstanceNorm"))
+    xr, axes, param_axes = norm_groups(case, x)
+    mean = xr.mean(axis=axes, keepdims=True)
+    invstd = 1.0 / np.sqrt(((xr - mean) ** 2).mean(axis=axes, keepdims=True) + case.eps)
+    xhat = (xr - mean) * invstd
+    g = (dy * _broadcast_param(case, w, x)).reshape(xr.shape)
+    dx = invstd * (g - g.mean(axis=axes, keepdims=True) - xhat * (g * xhat).mean(axis=axes, keepdims=True))
+    out = {"grad_input": dx.reshape(x.shape)}
+    if w is not None:
+        out["grad_weight"] = (dy * xhat.reshape(x.shape)).sum(axis=param_axes)
+    if has_bias:
+        out["grad_bias"] = dy.sum(axis=param_axes)
+    return out
+
+
+def defaults(case) -> dict:
+    """Reference for suite.norm.torch_side.run_defaults: documented constructor defaults."""
+    kind = case.kind
+    if kind == "LayerNorm":
+        return {"eps": 1e-5, "elementwise_affine": True, "has_bias": True}
+    if kind == "GroupNorm":
+        return {"eps": 1e-5, "affine": True, "has_bias": True}
+    instance = kind.startswith("InstanceNorm")
+    return {"eps": 1e-5, "momentum": 0.1, "affine": not instance, "track_running_stats": not instance,
+            "has_bias": not instance}
 
 
 # =========================================================================================

@@ -140,3 +140,42 @@ def test_group_layer_instance_identities():
     whole = ref.group_norm(x, 1, 0.0, None, None)
     assert np.allclose(whole.reshape(2, -1).mean(1), 0) and np.allclose(whole.reshape(2, -1).var(1), 1)
     assert ref.layer_norm(np.array([[1.0, 3.0]]), 1, 0.0, None, None).tolist() == [[-1.0, 1.0]]
+
+
+@pytest.mark.parametrize("kind,groups,norm_dims,shape", [("GroupNorm", 2, 1, (2, 4, 3)), ("LayerNorm", 1, 2, (2, 3, 2)),
+                                                         ("InstanceNorm1d", 1, 1, (2, 3, 4))])
+def test_other_norm_backward_matches_finite_differences(kind, groups, norm_dims, shape):
+    """The closed-form Instance/Group/LayerNorm gradients equal central differences of the forward formula."""
+    rng = np.random.default_rng(2)
+    case = SimpleNamespace(kind=kind, shape=shape, groups=groups, norm_dims=norm_dims, eps=1e-3, affine=True,
+                           bias=True)
+    pshape = shape[-norm_dims:] if kind == "LayerNorm" else (shape[1],)
+    inputs = {"x": rng.normal(size=shape), "dy": rng.normal(size=shape), "weight": rng.normal(size=pshape),
+              "bias": rng.normal(size=pshape)}
+    grads = ref.other_norm_backward(case, inputs)
+
+    def loss(**over):
+        return float((ref.other_norm(case, {**inputs, **over})["y"] * inputs["dy"]).sum())
+
+    h = 1e-6
+    for name, key in (("x", "grad_input"), ("weight", "grad_weight"), ("bias", "grad_bias")):
+        num = np.zeros_like(inputs[name])
+        for idx in np.ndindex(num.shape):
+            e = np.zeros_like(num)
+            e[idx] = h
+            num[idx] = (loss(**{name: inputs[name] + e}) - loss(**{name: inputs[name] - e})) / (2 * h)
+        assert np.allclose(grads[key], num, atol=1e-6), key
+
+
+def test_instance_norm_single_spatial_element_raises():
+    case = SimpleNamespace(kind="InstanceNorm2d", shape=(3, 2, 1, 1), eps=1e-5, affine=False, bias=True)
+    out = ref.other_norm(case, {"x": np.ones((3, 2, 1, 1)), "weight": np.ones(2), "bias": np.zeros(2)})
+    assert out == Raised("ValueError", r"^Expected more than 1 spatial element when training")
+
+
+def test_documented_defaults():
+    assert ref.defaults(SimpleNamespace(kind="BatchNorm2d")) == {
+        "eps": 1e-5, "momentum": 0.1, "affine": True, "track_running_stats": True, "has_bias": True}
+    assert ref.defaults(SimpleNamespace(kind="InstanceNorm1d"))["affine"] is False
+    assert ref.defaults(SimpleNamespace(kind="LayerNorm")) == {"eps": 1e-5, "elementwise_affine": True,
+                                                              "has_bias": True}

@@ -55,6 +55,8 @@ def mha_cases(draw, device: str, fast: bool = False) -> MhaCase:
     attn = draw(masks(L, attn_kinds))
     kpm = draw(masks(1, attn_kinds))
     dt = draw(dtypes(device, half=False)) if device.split(":")[0] == "cpu" else draw(st.sampled_from(["float32", "float64", "float16"]))
+    # eval_grad: eval mode with autograd on, i.e. the slow path where dropout must be inactive
+    path = "eval_nograd" if fast else draw(st.sampled_from(["slow", "slow", "eval_grad"]))
     return MhaCase(seed=draw(seeds), E=E, H=H, L=L, S=S, batch=batch,
                    batch_first=True if plain else draw(st.booleans()),
                    kdim=kdim, vdim=vdim, bias=True if plain else draw(st.booleans()),
@@ -62,8 +64,9 @@ def mha_cases(draw, device: str, fast: bool = False) -> MhaCase:
                    add_zero_attn=False if plain else draw(st.booleans()),
                    need_weights=draw(st.booleans()), average_attn_weights=draw(st.booleans()),
                    attn_mask=attn, attn_mask_3d=attn.kind != "none" and draw(st.booleans()), kpm=kpm,
-                   self_attention=self_attention, path="eval_nograd" if fast else "slow", dtype=dt,
-                   magnitude=draw(st.sampled_from([0.5, 1.0, 3.0])))
+                   self_attention=self_attention, path=path, dtype=dt,
+                   magnitude=draw(st.sampled_from([0.5, 1.0, 3.0])),
+                   dropout=0.0 if path == "slow" else draw(st.sampled_from([0.0, 0.5])))
 
 
 @st.composite
@@ -72,7 +75,7 @@ def layer_cases(draw, device: str, kinds=("encoder_layer",), fast: bool | None =
     nhead = draw(st.sampled_from([1, 2, 4]))
     d_model = nhead * draw(st.sampled_from([2, 4]))
     L, S, batch = draw(st.integers(1, 6)), draw(st.integers(1, 6)), draw(st.integers(1, 3))
-    path = draw(st.sampled_from(["slow", "eval_nograd"])) if fast is None else ("eval_nograd" if fast else "slow")
+    path = draw(st.sampled_from(["slow", "eval_grad", "eval_nograd"])) if fast is None else ("eval_nograd" if fast else "slow")
     src_mask = draw(st.sampled_from(["none", "none", "causal", "bool", "float"]))
     kpm = tuple(draw(st.integers(1, L)) for _ in range(batch)) if draw(st.booleans()) else None
     mkpm = tuple(draw(st.integers(1, S)) for _ in range(batch)) if draw(st.booleans()) else None
@@ -86,4 +89,5 @@ def layer_cases(draw, device: str, kinds=("encoder_layer",), fast: bool | None =
                      num_layers=draw(st.integers(1, 2)), final_norm=draw(st.booleans()), src_mask=src_mask,
                      kpm_lengths=kpm, kpm_kind=draw(st.sampled_from(["bool", "bool", "float"])),
                      memory_kpm_lengths=mkpm, tgt_is_causal=hint, memory_causal=memory_causal, enable_nested_tensor=draw(st.booleans()),
-                     mask_check=draw(st.booleans()), path=path, dtype=dt, magnitude=draw(st.sampled_from([0.5, 1.0, 3.0])))
+                     mask_check=draw(st.booleans()), path=path, dtype=dt, magnitude=draw(st.sampled_from([0.5, 1.0, 3.0])),
+                   dropout=0.0 if path == "slow" else draw(st.sampled_from([0.0, 0.5])))

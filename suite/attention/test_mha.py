@@ -14,7 +14,7 @@ from suite.compare import EXACT
 FORWARD_RULES = (ref.MHA_FORWARD, ref.MHA_BATCH_FIRST, ref.MHA_UNBATCHED, ref.MHA_NEED_WEIGHTS, ref.MHA_AVERAGE,
                  ref.MHA_BIAS_KV, ref.MHA_ZERO_ATTN, ref.MHA_KVDIM, ref.MHA_NO_BIAS, ref.MASK_BOOL_MHA,
                  ref.MASK_FLOAT_ADD, ref.MASK_NEG_INF, ref.MASK_3D, ref.MASK_KPM_BOOL, ref.MASK_KPM_FLOAT,
-                 ref.MASK_MERGE, ref.MASK_FULL_MHA)
+                 ref.MASK_MERGE, ref.MASK_FULL_MHA, ref.MHA_DROPOUT_EVAL)
 
 
 def feature_rules(case) -> list[str]:
@@ -33,6 +33,7 @@ def feature_rules(case) -> list[str]:
     rules += [ref.MASK_KPM_BOOL] if case.kpm.kind == "bool" else []
     rules += [ref.MASK_KPM_FLOAT] if case.kpm.kind in ("float", "neginf") else []
     rules += [ref.MASK_MERGE] if case.kpm.kind != "none" and case.attn_mask.kind != "none" else []
+    rules += [ref.MHA_DROPOUT_EVAL] if case.dropout else []
     return rules
 
 

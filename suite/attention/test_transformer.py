@@ -20,6 +20,8 @@ def check_layer(conform, case, device, rules):
     _, cond = ref.layer_reference(case, inp, P, with_cond=True)
     target(cond.M, label="score magnitude")
     actual = ts.layer_forward(case, device)
+    if case.dropout:
+        rules = list(rules) + [ref.LAYER_DROPOUT_EVAL]
     for r in rules:
         conform.check(r, case, expected, actual, tol, torch_fn=ts.layer_forward)
 
@@ -30,7 +32,7 @@ def _common(case) -> list[str]:
     return rules
 
 
-@pytest.mark.rules(ref.ENC_LAYER, ref.ENC_ACT, ref.ENC_MASKS, ref.ENC_FAST)
+@pytest.mark.rules(ref.ENC_LAYER, ref.ENC_ACT, ref.ENC_MASKS, ref.ENC_FAST, ref.LAYER_DROPOUT_EVAL)
 @given(data=st.data())
 def test_encoder_layer(conform, device, data):
     case = data.draw(layer_cases(device, ("encoder_layer",)))
@@ -39,7 +41,7 @@ def test_encoder_layer(conform, device, data):
     check_layer(conform, case, device, rules)
 
 
-@pytest.mark.rules(ref.ENC_STACK, ref.ENC_NESTED, ref.ENC_FAST)
+@pytest.mark.rules(ref.ENC_STACK, ref.ENC_NESTED, ref.ENC_FAST, ref.LAYER_DROPOUT_EVAL)
 @given(data=st.data())
 def test_encoder_stack(conform, device, data):
     case = data.draw(layer_cases(device, ("encoder",)))
@@ -64,7 +66,7 @@ def test_encoder_nested_conversion(conform, device, seed, L, lengths, final_norm
     check_layer(conform, case, device, [ref.ENC_NESTED] if nested_conversion_expected(case) else [ref.ENC_STACK])
 
 
-@pytest.mark.rules(ref.DEC_LAYER, ref.DEC_STACK, ref.DEC_CAUSAL, ref.DEC_MEM_CAUSAL)
+@pytest.mark.rules(ref.DEC_LAYER, ref.DEC_STACK, ref.DEC_CAUSAL, ref.DEC_MEM_CAUSAL, ref.LAYER_DROPOUT_EVAL)
 @given(data=st.data())
 def test_decoder(conform, device, data):
     case = data.draw(layer_cases(device, ("decoder_layer", "decoder")))
@@ -74,19 +76,20 @@ def test_decoder(conform, device, data):
     check_layer(conform, case, device, rules)
 
 
-@pytest.mark.rules(ref.TRANSFORMER)
+@pytest.mark.rules(ref.TRANSFORMER, ref.LAYER_DROPOUT_EVAL)
 @given(data=st.data())
 def test_transformer(conform, device, data):
     case = data.draw(layer_cases(device, ("transformer",)))
     check_layer(conform, case, device, [ref.TRANSFORMER])
 
 
-@pytest.mark.rules(ref.TRANSFORMER_ERR)
-@given(seed=seeds, batch_first=st.booleans(), batch=st.integers(1, 3))
-def test_transformer_batch_mismatch(conform, device, seed, batch_first, batch):
+@pytest.mark.rules(ref.TRANSFORMER_ERR, ref.TRANSFORMER_FEATURE_ERR)
+@given(seed=seeds, batch_first=st.booleans(), batch=st.integers(1, 3), bad=st.sampled_from(["none", "src", "tgt"]))
+def test_transformer_shape_errors(conform, device, seed, batch_first, batch, bad):
     case = ts.LayerCase(seed=seed, kind="transformer", d_model=4, nhead=2, ff=8, L=3, S=4, batch=batch,
-                        batch_first=batch_first)
-    conform.check(ref.TRANSFORMER_ERR, case, ref.transformer_shape_reference(case),
+                        batch_first=batch_first, bad_feature=bad)
+    rule = ref.TRANSFORMER_ERR if bad == "none" else ref.TRANSFORMER_FEATURE_ERR
+    conform.check(rule, case, ref.transformer_shape_reference(case),
                   ts.transformer_shape_check(case, device), torch_fn=ts.transformer_shape_check)
 
 

@@ -77,11 +77,12 @@ class MhaCase:
     kpm: MaskSpec = MaskSpec()
     is_causal: bool = False
     self_attention: bool = False  # pass the same tensor as query, key and value
-    path: str = "slow"  # slow (training mode or grad) | eval_nograd (fast path if its conditions hold)
+    path: str = "slow"  # slow (training mode) | eval_grad (eval, grad on: slow path) | eval_nograd (fast path if its conditions hold)
     dtype: str = "float32"
     magnitude: float = 1.0
     bad_attn_mask_shape: tuple[int, ...] | None = None  # explicit (wrong) shape for an error rule
     bad_kpm_shape: tuple[int, ...] | None = None
+    dropout: float = 0.0  # only with path eval_grad / eval_nograd: dropout must then be inactive
 
 
 @dataclass(frozen=True)
@@ -115,9 +116,11 @@ class LayerCase:
     memory_causal: bool = False  # memory_mask = upper-left causal (L, S) float mask, with memory_is_causal=True
     enable_nested_tensor: bool = True
     mask_check: bool = True
-    path: str = "slow"  # slow | eval_nograd
+    path: str = "slow"  # slow (train) | eval_grad (eval, grad on) | eval_nograd (fast paths)
     dtype: str = "float32"
     magnitude: float = 1.0
+    dropout: float = 0.0  # only with path eval_grad / eval_nograd: dropout must then be inactive
+    bad_feature: str = "none"  # transformer_shape_check: none (batch mismatch) | src | tgt (d_model + 1 features)
 
 
 @dataclass(frozen=True)
@@ -295,7 +298,7 @@ def run_sdpa(case: SdpaCase, device: str):
 # ---------------------------------------------------------------------------- mha
 def build_mha(case: MhaCase, device: str) -> torch.nn.MultiheadAttention:
     dt = DTYPES[case.dtype]
-    m = torch.nn.MultiheadAttention(case.E, case.H, dropout=0.0, bias=case.bias, add_bias_kv=case.add_bias_kv,
+    m = torch.nn.MultiheadAttention(case.E, case.H, dropout=case.dropout, bias=case.bias, add_bias_kv=case.add_bias_kv,
                                     add_zero_attn=case.add_zero_attn, kdim=case.kdim, vdim=case.vdim,
                                     batch_first=case.batch_first, dtype=dt)
     params = make_mha_inputs(case)["params"]
@@ -332,11 +335,11 @@ def mha_forward(case: MhaCase, device: str, with_warnings: bool = False):
     kpm = _mask_tensor(case.kpm.kind, inp["kpm_masked"], inp.get("kpm_add"), dt, device)
     original, wrapper, calls = _fast_path_calls()
     if case.path == "slow":
-        m.train()  # dropout is 0.0, so training mode only disables the fast path
+        m.train()  # dropout is 0.0 on this path, so training mode only disables the fast path
         ctx = contextlib.nullcontext()
     else:
         m.eval()
-        ctx = torch.no_grad()
+        ctx = torch.no_grad() if case.path == "eval_nograd" else contextlib.nullcontext()
     torch._native_multi_head_attention = wrapper
     try:
         with warnings.catch_warnings(record=True) as caught, ctx:
@@ -420,7 +423,7 @@ def _activation(name: str):
 
 def build_layer(case: LayerCase, device: str) -> torch.nn.Module:
     dt = DTYPES[case.dtype]
-    common = dict(dim_feedforward=case.ff, dropout=0.0, activation=_activation(case.activation),
+    common = dict(dim_feedforward=case.ff, dropout=case.dropout, activation=_activation(case.activation),
                   batch_first=case.batch_first, norm_first=case.norm_first, dtype=dt)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # enable_nested_tensor warnings are checked separately
@@ -513,7 +516,7 @@ def layer_forward(case: LayerCase, device: str):
     mmask = None
     if case.memory_causal:
         mmask = torch.triu(torch.full((case.L, case.S), float("-inf"), dtype=dt), diagonal=1).to(device)
-    ctx = contextlib.nullcontext() if case.path == "slow" else torch.no_grad()
+    ctx = torch.no_grad() if case.path == "eval_nograd" else contextlib.nullcontext()
     m.train() if case.path == "slow" else m.eval()
     try:
         with warnings.catch_warnings(), ctx:
@@ -551,17 +554,20 @@ def encoder_use_nested(case: LayerCase, device: str):
 
 
 def transformer_shape_check(case: LayerCase, device: str):
-    """Transformer.forward with a src whose batch (or feature) size disagrees with tgt."""
+    """Transformer.forward with src/tgt batch sizes that disagree, or a src or tgt feature size != d_model."""
     m = build_layer(case, device)
     dt = DTYPES[case.dtype]
     def shape(n_batch: int, length: int) -> tuple[int, int, int]:
         return (n_batch, length, case.d_model) if case.batch_first else (length, n_batch, case.d_model)
 
-    src = torch.zeros(shape(case.batch + 1, case.S), dtype=dt, device=device)
-    tgt = torch.zeros(shape(case.batch, case.L), dtype=dt, device=device)
+    src_f = case.d_model + (case.bad_feature == "src")
+    tgt_f = case.d_model + (case.bad_feature == "tgt")
+    src_n = case.batch + (case.bad_feature == "none")  # "none": the batch sizes disagree instead
+    src = torch.zeros(shape(src_n, case.S)[:-1] + (src_f,), dtype=dt, device=device)
+    tgt = torch.zeros(shape(case.batch, case.L)[:-1] + (tgt_f,), dtype=dt, device=device)
     try:
         m(src, tgt)
-    except RuntimeError as exc:
+    except (RuntimeError, AssertionError, ValueError) as exc:  # a missed check fails later, as another error
         return Raised(type(exc).__name__, str(exc))
     return "no error"
 

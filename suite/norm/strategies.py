@@ -4,7 +4,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from suite.norm.torch_side import (BN_HAS_BIAS_KW, GN_HAS_BIAS_KW, LN_HAS_BIAS_KW, BNCase, BNSeqCase,
-                                   ConstructCase, ConvertCase, OtherNormCase, SyncCase)
+                                   ConstructCase, ConvertCase, DefaultsCase, OtherNormCase, SyncCase)
 
 SPATIAL_RANK = {"BatchNorm1d": (0, 1), "BatchNorm2d": (2,), "BatchNorm3d": (3,)}
 EPS = st.sampled_from([1e-5, 1e-3, 0.1])
@@ -69,6 +69,13 @@ def seq_cases(draw, device: str = "cpu") -> BNSeqCase:
                      affine=draw(st.booleans()), track=draw(st.booleans()), ops=ops, seed=draw(SEED))
 
 
+def defaults_cases() -> st.SearchStrategy[DefaultsCase]:
+    return st.builds(DefaultsCase, kind=st.sampled_from(["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm",
+                                                         "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d",
+                                                         "GroupNorm", "LayerNorm"]),
+                     num_features=st.integers(1, 5))
+
+
 def construct_cases(device: str = "cpu") -> st.SearchStrategy[ConstructCase]:
     return st.builds(ConstructCase, kind=st.sampled_from(["BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
                                                           "SyncBatchNorm"]),
@@ -85,14 +92,18 @@ def other_norm_cases(draw, device: str = "cpu",
     else:
         spatial_rank = draw(st.integers(0, 2))
     N, C = draw(st.integers(1, 3)), draw(st.integers(1, 6))
-    spatial = tuple(draw(st.lists(st.integers(2, 4), min_size=spatial_rank, max_size=spatial_rank)))
+    # size-1 spatial dims too: InstanceNorm's single-spatial-element error, GroupNorm's single-value error
+    spatial = tuple(draw(st.lists(st.sampled_from([1, 2, 3, 4]), min_size=spatial_rank, max_size=spatial_rank)))
     shape = (N, C) + spatial
     groups = draw(st.sampled_from([g for g in range(1, C + 1)] + [C + 1])) if kind == "GroupNorm" else 1
     norm_dims = draw(st.integers(1, len(shape) - 1)) if kind == "LayerNorm" else 1
     bias_ok = {"GroupNorm": GN_HAS_BIAS_KW, "LayerNorm": LN_HAS_BIAS_KW}.get(kind, False)
+    instance = kind.startswith("InstanceNorm")
     return OtherNormCase(kind=kind, shape=shape, groups=groups, norm_dims=norm_dims,
                          dtype=draw(st.sampled_from(dtypes_for(device))), eps=draw(EPS), affine=draw(st.booleans()),
-                         bias=draw(st.booleans()) if bias_ok else True, seed=draw(SEED))
+                         bias=draw(st.booleans()) if bias_ok else True, seed=draw(SEED),
+                         track=instance and draw(st.booleans()), training=not instance or draw(st.booleans()),
+                         momentum=draw(st.sampled_from([0.1, 0.5, 1.0])) if instance else 0.1)
 
 
 @st.composite

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from reference import norm as ref
 from suite.compare import EXACT
 from suite.norm import torch_side as ts
-from suite.norm.strategies import bn_cases, construct_cases
+from suite.norm.strategies import bn_cases, construct_cases, defaults_cases
 from suite.norm.tolerances import bn_output_tol, running_mean_tol, running_var_tol
 from suite.norm.tolerances import channel_stats
 
@@ -61,6 +61,13 @@ def test_construct(conform, device, data):
                   ts.select(actual, ("weight", "bias")), EXACT, ts.run_construct_params)
     conform.check(ref.CONSTRUCT_BUFFERS, case, ts.select(expected, ("buffers",)), ts.select(actual, ("buffers",)),
                   EXACT, ts.run_construct_buffers)
+
+
+@pytest.mark.rules(ref.CONSTRUCT_DEFAULTS)
+@given(case=defaults_cases())
+def test_defaults(conform, device, case):
+    conform.check(ref.CONSTRUCT_DEFAULTS, case, ref.defaults(case), ts.run_defaults(case, device), EXACT,
+                  ts.run_defaults)
 
 
 def check_forward(conform, device, case):

@@ -131,3 +131,36 @@ def eval_grad_tols(dtype, x, dy, eps, weight, running_mean, running_var) -> tupl
     dx = tolerance(dtype, ops=4, scale=_max(dy, 1.0) * _max(weight, 1.0) * float(np.max(1.0 / sd)))
     dw = tolerance(dtype, ops=6, reduction=n, cond=cond, scale=n * _max(dy, 1.0) * (1.0 + xhat))
     return dx, dw, grad_bias_tol(dtype, x, dy)
+
+
+def other_grad_tols(dtype, groups: np.ndarray, x: np.ndarray, dy: np.ndarray, eps: float, weight,
+                    param_size: int) -> tuple[Tol, Tol, Tol]:
+    """Instance/Group/LayerNorm backward.  ``groups`` is x as (rows, n), one row per normalized group.
+
+    - dx: the BatchNorm bound of ``grad_input_tol`` with the groups in the role of channels (sums of n
+      terms, xhat off by (n - 1) u c, scaled by |w| invstd);
+    - dweight = sum of P = x.size / param_size terms dy * xhat, each xhat off by (n - 1) u c: reduction
+      n + P, terms of size |dy| (1 + |xhat|);
+    - dbias = sum of P terms |dy|.
+    """
+    g = groups.T  # (n, rows): channel_stats' "channels" are the groups
+    n, _, _, _, cond, xhat = channel_stats(g, eps)
+    P = max(x.size // max(param_size, 1), 1)
+    dx = grad_input_tol(dtype, g, dy, eps, weight)  # uses dy only through max|dy|
+    dw = tolerance(dtype, ops=8, reduction=n + P, cond=cond, scale=P * _max(dy, 1.0) * (1.0 + xhat))
+    db = tolerance(dtype, ops=2, reduction=P, scale=P * _max(dy, 1.0))
+    return dx, dw, db
+
+
+def instance_running_tols(dtype, x: np.ndarray, eps: float, running_mean, running_var) -> tuple[Tol, Tol]:
+    """InstanceNorm running stats: per-instance mean / unbiased variance over n spatial values (the
+    running_mean_tol / running_var_tol bounds with the instances in the role of channels), then averaged over
+    the N samples (N more terms in the sum) and one momentum update."""
+    N, C = x.shape[:2]
+    inst = x.reshape(N * C, -1).T  # (n, N * C): one column per instance
+    n, _, v, _, cond, _ = channel_stats(inst, eps)
+    mean_tol = tolerance(dtype, ops=4, reduction=n + N, scale=max(_max(x), _max(running_mean)))
+    if n < 2:
+        return mean_tol, tolerance(dtype, ops=4, scale=_max(running_var))
+    var_scale = max(_max(running_var), float(np.max(v)) * n / (n - 1), 1e-300)
+    return mean_tol, tolerance(dtype, ops=6, reduction=n + N, cond=cond, scale=var_scale)

@@ -82,7 +82,7 @@ class ConstructCase:
 
 @dataclass(frozen=True)
 class OtherNormCase:
-    """InstanceNorm{1,2,3}d, GroupNorm or LayerNorm, training-mode forward."""
+    """InstanceNorm{1,2,3}d, GroupNorm or LayerNorm, one forward (and backward)."""
 
     kind: str = "GroupNorm"
     shape: tuple = (2, 4, 3)
@@ -93,6 +93,18 @@ class OtherNormCase:
     affine: bool = True
     bias: bool = True
     seed: int = 0
+    backward: bool = False
+    track: bool = False  # InstanceNorm only: track_running_stats (running stats preset to random values)
+    training: bool = True  # InstanceNorm only (the other kinds have no mode-dependent behaviour)
+    momentum: float = 0.1  # InstanceNorm only
+
+
+@dataclass(frozen=True)
+class DefaultsCase:
+    """A norm layer constructed with only its required arguments."""
+
+    kind: str = "BatchNorm1d"
+    num_features: int = 3
 
 
 @dataclass(frozen=True)
@@ -182,9 +194,13 @@ def make_seq_inputs(case: BNSeqCase) -> list[dict]:
 def make_other_inputs(case: OtherNormCase) -> dict:
     g = torch.Generator().manual_seed(case.seed)
     pshape = tuple(case.shape[-case.norm_dims:]) if case.kind == "LayerNorm" else (case.shape[1],)
-    return {"x": _draw(g, case.shape, case.dtype, 0.3, 2.0),
-            "weight": _draw(g, pshape, case.dtype, 1.0, 0.5),
-            "bias": _draw(g, pshape, case.dtype)}
+    out = {"x": _draw(g, case.shape, case.dtype, 0.3, 2.0),
+           "weight": _draw(g, pshape, case.dtype, 1.0, 0.5),
+           "bias": _draw(g, pshape, case.dtype)}
+    out["dy"] = _draw(g, case.shape, case.dtype)  # drawn after: the values above stay those of older seeds
+    out["running_mean"] = _draw(g, pshape, case.dtype, 0.3, 2.0)
+    out["running_var"] = _positive(g, pshape, case.dtype) * 4.0
+    return out
 
 
 def make_sync_inputs(case: SyncCase) -> dict:
@@ -418,7 +434,8 @@ def run_other_norm(case: OtherNormCase, device: str) -> dict | Raised:
     dt = dtype_of(case.dtype)
     try:
         if case.kind.startswith("InstanceNorm"):
-            m = getattr(torch.nn, case.kind)(case.shape[1], eps=case.eps, affine=case.affine)
+            m = getattr(torch.nn, case.kind)(case.shape[1], eps=case.eps, affine=case.affine,
+                                             track_running_stats=case.track, momentum=case.momentum)
         elif case.kind == "GroupNorm":
             kw = {} if case.bias else {"bias": False}
             m = torch.nn.GroupNorm(case.groups, case.shape[1], eps=case.eps, affine=case.affine, **kw)
@@ -432,12 +449,67 @@ def run_other_norm(case: OtherNormCase, device: str) -> dict | Raised:
                 p = getattr(m, name, None)
                 if isinstance(p, torch.Tensor):
                     p.copy_(to_torch(inputs[name], case.dtype, device))
-        y = m(to_torch(inputs["x"], case.dtype, device))
+            for name in ("running_mean", "running_var"):
+                buf = getattr(m, name, None)
+                if isinstance(buf, torch.Tensor):
+                    buf.copy_(to_torch(inputs[name], case.dtype, device))
+        m.train(case.training)
+        x = to_torch(inputs["x"], case.dtype, device).requires_grad_(case.backward)
+        y = m(x)
     except (ValueError, RuntimeError) as exc:
         return raised(exc)
-    if case.kind.startswith("InstanceNorm"):
-        return {"track_running_stats": m.track_running_stats, "y": to_np(y)}
+    if case.backward:
+        y.backward(to_torch(inputs["dy"], case.dtype, device))
+        out = {"grad_input": to_np(x.grad)}
+        for name in ("weight", "bias"):
+            p = getattr(m, name, None)
+            if isinstance(p, torch.Tensor):
+                out["grad_" + name] = to_np(p.grad)
+        return out
+    if case.kind.startswith("InstanceNorm") and case.track:
+        return {"y": to_np(y), "running_mean": to_np(m.running_mean), "running_var": to_np(m.running_var)}
     return {"y": to_np(y)}
+
+
+def other_output(case: OtherNormCase, device: str):
+    return select(run_other_norm(case, device), ("y",))
+
+
+def other_running_mean(case: OtherNormCase, device: str):
+    return select(run_other_norm(case, device), ("running_mean",))
+
+
+def other_running_var(case: OtherNormCase, device: str):
+    return select(run_other_norm(case, device), ("running_var",))
+
+
+def other_grad(case: OtherNormCase, device: str, field: str):
+    return select(run_other_norm(case, device), (field,))
+
+
+def other_grad_input(case: OtherNormCase, device: str):
+    return other_grad(case, device, "grad_input")
+
+
+def other_grad_weight(case: OtherNormCase, device: str):
+    return other_grad(case, device, "grad_weight")
+
+
+def other_grad_bias(case: OtherNormCase, device: str):
+    return other_grad(case, device, "grad_bias")
+
+
+def run_defaults(case: DefaultsCase, device: str) -> dict:
+    """The documented defaults as the constructed module holds them."""
+    if case.kind == "LayerNorm":
+        m = torch.nn.LayerNorm(case.num_features, device=device)
+        return {"eps": m.eps, "elementwise_affine": m.elementwise_affine, "has_bias": m.bias is not None}
+    if case.kind == "GroupNorm":
+        m = torch.nn.GroupNorm(1, case.num_features, device=device)
+        return {"eps": m.eps, "affine": m.affine, "has_bias": m.bias is not None}
+    m = getattr(torch.nn, case.kind)(case.num_features, device=device)
+    return {"eps": m.eps, "momentum": m.momentum, "affine": m.affine,
+            "track_running_stats": m.track_running_stats, "has_bias": m.bias is not None}
 
 
 # ---------------------------------------------------------------------------------------
