@@ -142,3 +142,20 @@ def test_in_order_dispatch_is_round_robin():
 
 def test_prefetch_window_model():
     assert R.prefetch_outcome(LoaderCase(n=10, batch_size=2, num_workers=2, prefetch_factor=1)) == [[2, 4], [3, 6], [4, 8]]
+
+
+def test_unordered_dispatch_skips_full_workers():
+    # W=2, prefetch_factor=1: priming puts s0->w0, s1->w1.  s1 arrives first: w1 frees its slot and
+    # s2 is put; the cycle points at w0, which is full (s0 outstanding), so s2 goes to w1.  Then s0
+    # arrives and s3 goes to w0.
+    assert R.unordered_dispatch([1, 0, 2, 3], 2, 1, 4) == [1, 0, 1, 0]
+    # arrivals in dispatch order give plain round-robin
+    assert R.unordered_dispatch([0, 1, 2, 3, 4], 2, 1, 5) == [0, 1, 0, 1, 0]
+    assert R.unordered_dispatch([7], 2, 1, 4) == [-1]  # a batch never dispatched
+
+
+def test_subset_getitems_golden():
+    # base [0..4], indices (4, 0, 2): positions last first then negatives -> base[2], base[0], base[4], ...
+    out = R.dataset_outcome(DatasetCase("subset", sizes=(5,), indices=(4, 0, 2)))
+    assert out["batch"] == [2, 0, 4, 2, 0, 4] == out["nested"]
+    assert R.subset_batch_positions(2) == [1, 0, -1, -2]

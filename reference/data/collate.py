@@ -47,6 +47,11 @@ C_SPARSE = rule("data.collate.sparse_unsupported",
 C_CUSTOM_MAP = rule("data.collate.collate_fn_map",
                     "collate(collate_fn_map=...) uses the entry for the exact element type, else the first key in "
                     "insertion order that the element is an instance of.", f"{COLLATE}: collate")
+C_WORKER = rule("data.collate.in_worker",
+                "default_collate run inside a DataLoader worker (tensors stacked into shared memory there) gives "
+                "the main process the same batch as in the main process; its errors are re-raised there with their "
+                "type and message.", f"{COLLATE}: collate_tensor_fn (get_worker_info() branch); "
+                                     "torch/_utils.py: ExceptionWrapper.reraise")
 C_CONVERT = rule("data.convert.default_convert",
                  "With batch_size=None each sample is passed through default_convert: numpy arrays and scalars become "
                  "tensors (string arrays kept), tuples become lists, mappings and namedtuples keep their type, "
@@ -64,6 +69,8 @@ def collate_rule(spec: tuple, mode: str) -> str:
         return C_CONVERT
     if mode == "custom_map":
         return C_CUSTOM_MAP
+    if mode == "worker":
+        return C_WORKER
     kind = spec[0]
     return {"tensor": C_TENSOR, "ndarray": C_NDARRAY, "npscalar": C_NPSCALAR, "int": C_NUMBER, "float": C_NUMBER,
             "bool": C_NUMBER, "intfloat": C_FIRST, "str": C_STR, "bytes": C_STR, "map": C_MAP, "namedtuple": C_NT,

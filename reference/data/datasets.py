@@ -21,7 +21,9 @@ DS_CONCAT_OOB = rule("data.dataset.concat_out_of_range", "ConcatDataset index >=
                      f"{DATASET}: ConcatDataset.__getitem__")
 DS_SUBSET = rule("data.dataset.subset",
                  "Subset[k] is dataset[indices[k]] with Python indexing of indices (negatives wrap, out of range "
-                 "raises IndexError).", f"{DATASET}: Subset")
+                 "raises IndexError); __getitems__(ks), what the DataLoader's fetcher calls, is [Subset[k] for k in "
+                 "ks], also when the wrapped dataset has its own __getitems__ (a nested Subset).",
+                 f"{DATASET}: Subset.__getitem__, Subset.__getitems__; torch/utils/data/_utils/fetch.py")
 DS_CHAIN = rule("data.dataset.chain", "ChainDataset yields its members in order; len is the sum of lens.",
                 f"{DATASET}: ChainDataset")
 DS_STACK = rule("data.dataset.stack",
@@ -42,6 +44,12 @@ SPLIT_FRAC = rule("data.seed.random_split_fractions",
 SPLIT_ERR = rule("data.seed.random_split_errors",
                  "random_split raises ValueError when lengths do not sum to len(dataset) or a fraction is outside "
                  "[0, 1].", f"{DATASET}: random_split")
+
+
+def subset_batch_positions(m: int) -> list[int]:
+    """The positions torch_side asks a Subset of length m for in one __getitems__ call: every valid
+    position, last first, then the negative aliases (an unsorted batch, as a shuffled loader gives)."""
+    return list(range(m - 1, -1, -1)) + list(range(-1, -m - 1, -1))
 
 
 def dataset_rule(case) -> str:
@@ -81,7 +89,9 @@ def dataset_outcome(case, device: str = "cpu"):
         items = []
         for k in range(-len(idx) - 1, len(idx) + 1):
             items.append(base[idx[k]] if -len(idx) <= k < len(idx) else Raised("IndexError"))
-        return {"len": len(idx), "items": items}
+        ks = subset_batch_positions(len(idx))
+        return {"len": len(idx), "items": items, "batch": [base[idx[k]] for k in ks],
+                "nested": [base[idx[k]] for k in ks]}
     if case.kind == "chain":
         return {"len": sum(case.sizes), "items": [k for s in case.sizes for k in range(s)]}
     if case.kind == "stack":

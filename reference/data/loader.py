@@ -48,6 +48,42 @@ L_LEN_WARN = rule("data.loader.iterable_len_warning",
                   f"{LOADER}: NOTE [ IterableDataset and __len__ ]")
 
 
+L_MP_CONTEXT = rule("data.loader.multiprocessing_context",
+                    "multiprocessing_context with num_workers=0 raises ValueError; with workers a str that is not an "
+                    "available start method raises ValueError, and a value that is neither a str nor a "
+                    "multiprocessing context raises TypeError; a valid name or context selects that start method.",
+                    f"{LOADER}: DataLoader.multiprocessing_context (setter)")
+L_FROZEN = rule("data.loader.frozen_attributes",
+                "After construction, assigning batch_size, batch_sampler, sampler, drop_last, dataset or "
+                "persistent_workers raises ValueError('<attr> attribute should not be set after DataLoader is "
+                "initialized'); other attributes (num_workers, timeout, collate_fn, ...) can be assigned.",
+                f"{LOADER}: DataLoader.__setattr__")
+FROZEN_ATTRS = ("batch_size", "batch_sampler", "sampler", "drop_last", "dataset", "persistent_workers")
+
+
+def loader_attr_outcome(case) -> dict:
+    """{"context": start method name or None, or Raised; "set": "ok" or Raised} for a LoaderAttrCase."""
+    import multiprocessing  # the platform's start methods (the standard library, not under test)
+
+    ctx = case.context
+    if ctx != "none" and case.num_workers == 0:
+        context = Raised("ValueError", r"multiprocessing_context can only be used with multi-process loading")
+    elif ctx == "object":
+        context = Raised("TypeError", r"multiprocessing_context option should be a valid context object")
+    elif ctx in ("none", "spawn_context"):
+        context = None if ctx == "none" else "spawn"
+    elif ctx in multiprocessing.get_all_start_methods():
+        context = ctx
+    else:
+        context = Raised("ValueError", r"should specify a valid start method")
+    if isinstance(context, Raised):
+        return {"context": context}
+    if case.attr in FROZEN_ATTRS:
+        return {"context": context,
+                "set": Raised("ValueError", rf"^{case.attr} attribute should not be set after DataLoader is initialized")}
+    return {"context": context, "set": "ok"}
+
+
 def loader_args_outcome(case):
     """(rule, expected) for a LoaderArgsCase: the first failing check in documented order, else the
     defaults picked."""

@@ -40,7 +40,8 @@ SUBSET_ORDER = rule("data.sampler.subset_random.order",
                     f"{SAMPLER}: SubsetRandomSampler")
 W_REPL = rule("data.sampler.weighted.replacement",
               "WeightedRandomSampler(replacement=True, num_samples>1) yields torch.multinomial draws with "
-              "replacement (inverse CDF).", f"{SAMPLER}: WeightedRandomSampler")
+              "replacement (inverse CDF of the float64 weights; only their ratios matter).",
+              f"{SAMPLER}: WeightedRandomSampler (weights: not necessary summing up to one; as_tensor(dtype=double))")
 W_NOREPL = rule("data.sampler.weighted.exponential_race",
                 "WeightedRandomSampler without replacement (or with one sample) orders indices by weight/Exp(1) "
                 "noise, largest first: distinct indices.",

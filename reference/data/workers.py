@@ -4,6 +4,7 @@ Part of the data reference (see reference/data/__init__.py for its independence 
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +12,7 @@ import numpy as np
 from reference.rules import rule
 from suite.compare import Raised
 from reference.data.rng import DOC, LOADER, WORKER, M32, global_seed, MT
+from suite.data.torch_side import HANG_TIMEOUT
 
 
 W_DISPATCH = rule("data.workers.dispatch_round_robin",
@@ -31,6 +33,12 @@ W_UNORDERED_BOUND = rule("data.workers.unordered_bound",
                          "prefetch_factor*num_workers - 1 (it was dispatched before the p-th yield), and each worker "
                          "fetches its batches in dispatch order.",
                          f"{LOADER}: _MultiProcessingDataLoaderIter._try_put_index")
+W_UNORDERED_DISPATCH = rule("data.workers.unordered_capacity_dispatch",
+                            "With in_order=False (map-style) each batch goes to the next worker in round-robin "
+                            "order that has fewer than prefetch_factor batches outstanding, so which worker fetches "
+                            "which batch follows from the order the results were received in.",
+                            f"{LOADER}: _MultiProcessingDataLoaderIter._try_put_index (distribute work to a worker "
+                            "if it has capacity), _process_data")
 I_REPLICA = rule("data.iterable.replicas",
                  "Each worker iterates its own replica of an IterableDataset: without sharding every item appears "
                  "once per worker.", f"{DOC}#torch.utils.data.IterableDataset")
@@ -181,7 +189,7 @@ def _wrap(case, rows, wid):
 def _fetch_in_workers(batches, assign, procs, case, window) -> list:
     out = []
     bad_batch = None
-    if case.fault:
+    if case.fault and case.fault[1] != "slow":  # a slow sample only delays its batch
         bad_batch = next((s for s, b in enumerate(batches) if case.fault[0] in b), None)
     started = set()
     for p, (s, w) in enumerate(assign):
@@ -203,12 +211,64 @@ def _fetch_in_workers(batches, assign, procs, case, window) -> list:
     return out
 
 
+def unordered_dispatch(received: list[int], workers: int, prefetch_factor: int, batches: int) -> list[int]:
+    """For in_order=False: the worker each received batch (given by sampler position, in the order the
+    main process received them) was dispatched to.  Dispatch happens only in the main process: the
+    priming puts prefetch_factor*workers batches, then each received batch frees a slot of its worker
+    and puts one more; a put takes the next worker in the cycle with < prefetch_factor outstanding
+    (max_tasks // active workers, all active for a map-style dataset).  -1: never dispatched."""
+    outstanding = [0] * workers
+    worker_of: dict[int, int] = {}
+    state = {"cycle": 0, "sent": 0}
+
+    def put():
+        if state["sent"] >= batches:  # the sampler is exhausted: the cycle does not advance
+            return
+        for _ in range(workers):
+            w = state["cycle"]
+            state["cycle"] = (w + 1) % workers
+            if outstanding[w] < prefetch_factor:
+                break
+        else:
+            return
+        worker_of[state["sent"]] = w
+        outstanding[w] += 1
+        state["sent"] += 1
+
+    for _ in range(prefetch_factor * workers):
+        put()
+    out = []
+    for s in received:
+        w = worker_of.get(s, -1)
+        out.append(w)
+        if w >= 0:
+            outstanding[w] -= 1
+        put()
+    return out
+
+
+def unordered_workers_outcome(case, observed) -> list[list[int]]:
+    """Per epoch, the expected worker of each yielded batch given the observed receive order
+    (``observed``: per epoch, (first sample index, worker id) of each yielded batch)."""
+    stream = MT(case.seed) if case.use_generator else MT(global_seed(case.seed))
+    pf = 2 if case.prefetch_factor is None else case.prefetch_factor
+    out = []
+    for epoch in range(case.epochs):
+        stream.random64()  # the epoch's base seed (non-persistent: one per iterator)
+        batches = _batches_of(_epoch_order(case, stream), case.batch_size, case.drop_last)
+        first = {b[0]: s for s, b in enumerate(batches)}
+        received = [first.get(i, -1) for i, _ in observed[epoch]]
+        out.append(unordered_dispatch(received, case.num_workers, pf, len(batches)))
+    return out
+
+
 def fault_outcome(kind: str, wid: int) -> Raised:
     if kind == "kill":
         return Raised("RuntimeError", r"DataLoader worker \(pid(\(s\))? [\d, ]+\) (exited unexpectedly|is killed by "
                                       r"signal)")
     if kind == "hang":
-        return Raised("RuntimeError", r"DataLoader timed out after [\d.]+ seconds")
+        # the timeout the Case configures (an input): the message names that value
+        return Raised("RuntimeError", rf"DataLoader timed out after {re.escape(str(HANG_TIMEOUT))} seconds")
     return Raised(kind, rf"Caught {kind} in DataLoader worker process {wid}\.")
 
 

@@ -41,7 +41,12 @@ def sampler_cases(draw, kind: str):
                                                             max_size=10)))
         if not any(weights):
             weights = (1.0,) + weights[1:]
-        num_samples = draw(st.one_of(st.integers(1, 12), st.sampled_from([0, -2, True])))
+        # weights need not sum to one: an exact power-of-two rescaling (down to where float32
+        # underflows, up to where it overflows) must select the same indices
+        scale = draw(st.sampled_from([1.0, 1.0, 1.0, 2.0 ** -1000, 2.0 ** 1000]))
+        weights = tuple(w * scale for w in weights)
+        # up to 64 draws: many inverse-CDF draws make the bucket boundaries (the weights' ratios) visible
+        num_samples = draw(st.one_of(st.integers(1, 12), st.integers(13, 64), st.sampled_from([0, -2, True])))
         replacement = draw(st.one_of(st.booleans(), st.booleans(), st.just(0)))
         return SamplerCase(kind, len(weights), seed, use_generator, replacement=replacement, num_samples=num_samples,
                            weights=weights, passes=passes)
@@ -52,7 +57,8 @@ def sampler_cases(draw, kind: str):
         # (an empty RandomSampler is a RandomSampler validation error, covered there)
         return SamplerCase(kind, draw(st.integers(0 if inner == "sequential" else 1, 24)), seed, use_generator, batch_size=batch_size,
                            drop_last=drop_last, inner=inner, passes=passes)
-    replicas = draw(st.integers(1, 5))
+    replicas = draw(st.integers(1, 8))
+    n = draw(st.one_of(st.just(n), st.integers(1, 3)))  # also fewer samples than replicas: padding wraps repeatedly
     rank = draw(st.one_of(st.integers(0, replicas - 1), st.integers(0, replicas - 1), st.sampled_from([-1, replicas])))
     epochs = tuple(draw(st.lists(st.integers(0, 5), min_size=1, max_size=3)))
     return SamplerCase(kind, n, seed, use_generator, num_replicas=replicas, rank=rank, shuffle=draw(st.booleans()),
@@ -121,7 +127,10 @@ def dataset_cases(draw, kind: str):
     if kind in ("stack", "tensor"):
         size = draw(st.integers(1, 6))
         count = draw(st.integers(1, 3))
-        sizes = tuple([size] * count) if draw(st.integers(0, 4)) else tuple([size] * (count - 1) + [size + 1])
+        sizes = [size] * count
+        if count > 1 and not draw(st.integers(0, 4)):  # a size mismatch: any member, one longer or shorter
+            sizes[draw(st.integers(0, count - 1))] += draw(st.sampled_from([1, -1]))
+        sizes = tuple(sizes)
         index = draw(st.integers(0, size - 1))
         indices = tuple(draw(st.lists(st.integers(0, size - 1), max_size=4)))
         return DatasetCase(kind, sizes=sizes, index=index, indices=indices, as_dict=draw(st.booleans()))

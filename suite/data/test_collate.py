@@ -1,6 +1,6 @@
 """default_collate per element type, collate_fn_map dispatch, default_convert (batch_size=None)."""
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 
 from reference import data as R
 from suite.data.strategies import collate_cases
@@ -53,3 +53,16 @@ def test_collate_fn_map(conform, device, case):
 @given(case=collate_cases("convert"))
 def test_default_convert(conform, device, case):
     _check(conform, case, device)
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.rules(R.C_WORKER)
+@settings(max_examples=min(8, settings.default.max_examples))
+@example(case=CollateCase(spec=("tensor", "float32", (2,)), batch=3, seed=1, mode="worker"))
+@example(case=CollateCase(spec=("map", "dict", (("t", ("tensor", "int64", (1, 2))), ("n", ("int",)))), batch=2, seed=2,
+                          mode="worker"))
+@example(case=CollateCase(spec=("ndarray", "<U3", (2,)), batch=2, seed=3, mode="worker"))
+@given(case=collate_cases("worker"))
+def test_default_collate_in_worker(conform, case):
+    # fork workers: CPU samples only (a CUDA tensor cannot cross a fork)
+    _check(conform, case, "cpu")

@@ -4,8 +4,9 @@ from hypothesis import example, given
 
 from reference import data as R
 from suite.data.strategies import loader_args_cases
-from suite.data.torch_side import (LoaderArgsCase, Raised, loader_args_config, loader_args_len,
-                                   torch_iterable_len_warning, torch_loader_args)
+from suite.data.torch_side import (LoaderArgsCase, LoaderAttrCase, Raised, loader_args_config, loader_args_len,
+                                   torch_iterable_len_warning, torch_loader_args,
+                                   torch_loader_attr, torch_loader_attr_context, torch_loader_attr_set)
 from hypothesis import strategies as st
 
 ERROR_RULES = (R.L_WORKERS, R.L_TIMEOUT, R.L_PREFETCH, R.L_PREFETCH_POS, R.L_PERSIST, R.L_ITER_SHUFFLE,
@@ -61,3 +62,22 @@ def test_iterable_len_warning(conform, case):
         case = LoaderArgsCase(**{**case.__dict__, "drop_last": False})
     conform.check(R.L_LEN_WARN, case, R.iterable_len_warning_outcome(case), torch_iterable_len_warning(case, "cpu"),
                   torch_fn=torch_iterable_len_warning)
+
+
+ATTRS = R.FROZEN_ATTRS + ("num_workers", "timeout", "collate_fn", "worker_init_fn", "generator")
+CONTEXTS = ("none", "fork", "spawn", "forkserver", "bogus", "spawn_context", "object")
+
+
+@pytest.mark.rules(R.L_MP_CONTEXT, R.L_FROZEN)
+@example(case=LoaderAttrCase(0, "fork", "batch_size"))
+@example(case=LoaderAttrCase(1, "bogus", "batch_size"))
+@example(case=LoaderAttrCase(1, "object", "batch_size"))
+@example(case=LoaderAttrCase(1, "spawn_context", "sampler"))
+@example(case=LoaderAttrCase(0, "none", "num_workers"))
+@given(case=st.builds(LoaderAttrCase, st.sampled_from([0, 1]), st.sampled_from(CONTEXTS), st.sampled_from(ATTRS)))
+def test_context_and_frozen_attributes(conform, case):
+    expected = R.loader_attr_outcome(case)
+    actual = torch_loader_attr(case, "cpu")
+    conform.check(R.L_MP_CONTEXT, case, expected["context"], actual["context"], torch_fn=torch_loader_attr_context)
+    if "set" in expected or "set" in actual:
+        conform.check(R.L_FROZEN, case, expected.get("set"), actual.get("set"), torch_fn=torch_loader_attr_set)

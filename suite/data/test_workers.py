@@ -4,15 +4,16 @@ Each example starts real (fork) worker processes: few examples, hard timeouts, t
 import dataclasses
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from reference import data as R
 from suite.data.strategies import loader_cases
-from suite.data.torch_side import (loader_epochs, loader_indices, loader_init_tokens, loader_initial_seeds,
-                                   loader_leftover, loader_next, loader_numpy_draws, loader_python_draws,
-                                   loader_schedule, loader_sorted_batches, loader_torch_draws, loader_workers,
-                                   project, torch_loader, torch_prefetch_window)
+from suite.data.torch_side import (LoaderCase, loader_epochs, loader_indices, loader_init_tokens,
+                                   loader_initial_seeds, loader_leftover, loader_next, loader_numpy_draws,
+                                   loader_python_draws, loader_schedule, loader_sorted_batches, loader_torch_draws,
+                                   loader_unordered_workers, loader_workers, project, torch_loader,
+                                   torch_prefetch_window)
 
 FEW = settings(max_examples=min(10, settings.default.max_examples))
 VERY_FEW = settings(max_examples=min(4, settings.default.max_examples))
@@ -34,7 +35,9 @@ def _check_columns(conform, case, expected, actual):
 @pytest.mark.rules(R.W_DISPATCH, R.W_IN_ORDER, R.S_BASE, R.S_WORKER, R.S_TORCH, R.S_PY, R.S_NP, R.S_INIT,
                    R.C_CUSTOM_FN, R.F_STRAY)
 @FEW
-@given(case=loader_cases(init_fn=st.booleans(), collate=st.sampled_from(["default", "list"])))
+@given(case=loader_cases(init_fn=st.booleans(), collate=st.sampled_from(["default", "list"]),
+                         # a slow sample makes later batches arrive first: in_order must hold them back
+                         fault=st.one_of(st.just(()), st.tuples(st.integers(0, 3), st.just("slow")))))
 def test_map_style_in_order(conform, case):
     expected = R.loader_outcome(case)
     actual = torch_loader(case, "cpu")
@@ -67,9 +70,11 @@ def test_persistent_workers(conform, case):
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.rules(R.W_UNORDERED_ONCE, R.W_UNORDERED_BOUND)
+@pytest.mark.rules(R.W_UNORDERED_ONCE, R.W_UNORDERED_BOUND, R.W_UNORDERED_DISPATCH)
 @FEW
-@given(case=loader_cases(in_order=False, n=st.integers(6, 16)))
+@example(case=LoaderCase(n=8, batch_size=1, num_workers=2, prefetch_factor=2, in_order=False, fault=(0, "slow")))
+@given(case=loader_cases(in_order=False, n=st.integers(6, 16),
+                         fault=st.one_of(st.just(()), st.tuples(st.integers(0, 5), st.just("slow")))))
 def test_unordered(conform, case):
     actual = torch_loader(case, "cpu")
     in_order = R.loader_outcome(case)
@@ -80,6 +85,10 @@ def test_unordered(conform, case):
     # and the reordering bound are checked against it.  (A repro replays a fresh schedule.)
     expected = R.loader_outcome(case, observed=loader_schedule(actual["epochs"]))
     conform.check(R.W_UNORDERED_BOUND, case, expected["epochs"], actual["epochs"], torch_fn=loader_epochs)
+    # which worker got each batch follows from the receive order (a slow sample forces reordering)
+    schedule = loader_schedule(actual["epochs"])
+    conform.check(R.W_UNORDERED_DISPATCH, case, R.unordered_workers_outcome(case, schedule),
+                  [[w for _, w in epoch] for epoch in schedule], torch_fn=loader_unordered_workers)
 
 
 @pytest.mark.timeout(120)

@@ -33,6 +33,7 @@ from torch.utils.data.distributed import DistributedSampler
 from suite.compare import Raised
 
 LOADER_TIMEOUT = 20.0  # seconds a healthy tiny batch may take under a loaded 2-core machine
+HANG_TIMEOUT = 0.5  # the DataLoader timeout of a Case whose fault is "hang" (the sample sleeps 1.5 s)
 
 
 def raised(exc: BaseException) -> Raised:
@@ -241,6 +242,39 @@ def torch_loader_args(case: LoaderArgsCase, device: str):
     return out
 
 
+@dataclass(frozen=True)
+class LoaderAttrCase:
+    num_workers: int
+    context: str  # none | a start-method name (valid or not) | spawn_context (a context object) | object (42)
+    attr: str  # the attribute assigned (its own value) after construction
+
+
+def torch_loader_attr(case: LoaderAttrCase, device: str):
+    context = {"none": None, "spawn_context": multiprocessing.get_context("spawn"), "object": 42}.get(case.context,
+                                                                                                  case.context)
+    try:
+        loader = DataLoader(PlainMap(4), batch_size=2, num_workers=case.num_workers, multiprocessing_context=context)
+    except Exception as exc:
+        return {"context": raised(exc)}
+    ctx = loader.multiprocessing_context
+    # (a context stored unconverted would show as its repr)
+    out = {"context": None if ctx is None else getattr(ctx, "get_start_method", lambda: repr(ctx))()}
+    try:
+        setattr(loader, case.attr, getattr(loader, case.attr))
+        out["set"] = "ok"
+    except Exception as exc:
+        out["set"] = raised(exc)
+    return out
+
+
+def torch_loader_attr_context(case: LoaderAttrCase, device: str):
+    return torch_loader_attr(case, device)["context"]
+
+
+def torch_loader_attr_set(case: LoaderAttrCase, device: str):
+    return torch_loader_attr(case, device).get("set")
+
+
 def torch_iterable_len_warning(case: LoaderArgsCase, device: str):
     """len(loader), then the 1-based batch numbers at which the length warning fires."""
     loader = DataLoader(PlainIterable(case.n, case.declared_len), batch_size=case.batch_size,
@@ -372,7 +406,7 @@ class CollateCase:
     spec: tuple
     batch: int
     seed: int
-    mode: str = "collate"  # collate | custom_map | convert (DataLoader batch_size=None)
+    mode: str = "collate"  # collate | custom_map | convert (DataLoader batch_size=None) | worker (in a worker)
 
 
 def make_batch(case: CollateCase, device: str):
@@ -402,9 +436,22 @@ def torch_collate(case: CollateCase, device: str):
         if case.mode == "convert":
             loader = DataLoader(batch, batch_size=None)
             return [describe(x) for x in loader]
+        if case.mode == "worker":
+            return _collate_in_worker(batch)
         return describe(default_collate(batch))
     except Exception as exc:
         return Raised(type(exc).__name__, str(exc))
+
+
+def _collate_in_worker(batch: list):
+    """default_collate of the whole batch, run by one fork worker of a DataLoader (CPU samples)."""
+    loader = DataLoader(batch, batch_size=len(batch), num_workers=1, multiprocessing_context="fork",
+                        timeout=LOADER_TIMEOUT)
+    it = iter(loader)
+    try:
+        return describe(next(it))
+    finally:
+        _shutdown(it)
 
 
 # ---------------------------------------------------------------- datasets
@@ -430,7 +477,15 @@ def torch_dataset(case: DatasetCase, device: str):
             return {"len": len(ds), "item": _guard(lambda: ds[case.index])}
         if case.kind == "subset":
             ds = Subset(_numbered(case.sizes[0], 0), list(case.indices))
-            return {"len": len(ds), "items": [_guard(lambda k=k: ds[k]) for k in range(-len(ds) - 1, len(ds) + 1)]}
+            m = len(ds)
+            # one batch of every valid position, last first, then the negative aliases
+            # (reference.data.datasets.subset_batch_positions; restated here so repros stay standalone)
+            ks = list(range(m - 1, -1, -1)) + list(range(-1, -m - 1, -1))
+            # nested: the outer Subset's dataset has __getitems__, so the fetch goes through it
+            nested = Subset(ds, ks)
+            return {"len": m, "items": [_guard(lambda k=k: ds[k]) for k in range(-m - 1, m + 1)],
+                    "batch": _guard(lambda: ds.__getitems__(ks)),
+                    "nested": _guard(lambda: nested.__getitems__(list(range(len(ks)))))}
         if case.kind == "chain":
             parts = [PlainIterable(s, s) for s in case.sizes]
             ds = ChainDataset(parts)
@@ -484,7 +539,7 @@ def _worker_draws():
 
 class MapProbe(Dataset):
     """Map-style probe: sample i is (i, worker id, initial seed, torch draw, random draw, numpy draw,
-    init token, fault marker).  ``fault`` = (index, kind) makes fetching that index fail."""
+    init token).  ``fault`` = (index, kind) makes fetching that index fail (kind "slow" only delays it)."""
 
     def __init__(self, n: int, fault: tuple = (), counter=None):
         self.n, self.fault, self.counter = n, fault, counter
@@ -515,6 +570,8 @@ def _inject(kind: str, i: int):
         time.sleep(5)
     if kind == "hang":
         time.sleep(1.5)
+    if kind == "slow":  # delays this sample's batch (and its worker) without failing
+        time.sleep(0.3)
 
 
 def init_token_fn(worker_id: int):
@@ -616,7 +673,7 @@ def make_loader(case: LoaderCase, counter=None) -> tuple[DataLoader, torch.Gener
     if case.collate == "list" or (case.iterable and case.batch_size is not None):
         kwargs["collate_fn"] = list_collate
     if case.num_workers:
-        timeout = 0.5 if case.fault and case.fault[1] == "hang" else LOADER_TIMEOUT
+        timeout = HANG_TIMEOUT if case.fault and case.fault[1] == "hang" else LOADER_TIMEOUT
         kwargs.update(multiprocessing_context="fork", timeout=timeout, prefetch_factor=case.prefetch_factor,
                       persistent_workers=case.persistent, in_order=case.in_order)
     with warnings.catch_warnings():
@@ -672,6 +729,11 @@ def _leftover_workers(wait: float = 5.0) -> int:
 def loader_schedule(epochs: list) -> list:
     """Per epoch, (first sample index, worker id) of each yielded batch: the observed dispatch."""
     return [[(b[0][0], b[0][1]) for b in batches if not isinstance(b, Raised)] for batches in epochs]
+
+
+def loader_unordered_workers(case: LoaderCase, device: str):
+    """Per epoch, the worker id of each yielded batch, in yield order."""
+    return [[w for _, w in epoch] for epoch in loader_schedule(torch_loader(case, device)["epochs"])]
 
 
 def loader_sorted_batches(case: LoaderCase, device: str):
