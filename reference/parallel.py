@@ -132,9 +132,12 @@ REPLICATE_PARAMS = rule(
     "torch/nn/parallel/replicate.py: replicate")
 REPLICATE_BUFFERS = rule(
     "parallel.replicate.buffers",
-    "replica buffers stay registered in the original order with equal values (None kept) and never require "
-    "grad (on CPU: broadcast transport stood in by copies)",
-    "torch/nn/parallel/replicate.py: replicate")
+    "replica buffers stay registered in the original order with equal values (None kept); buffers that require "
+    "grad are copied differentiably (the copies require grad) unless detach, where replica 0 holds the originals "
+    "(DataParallel docs: the replica on device[0] shares storage with the module) and the others detached copies; "
+    "other buffers never require grad (on CPU: broadcast transport stood in by copies)",
+    "torch/nn/parallel/replicate.py: replicate (buffers_rg / buffers_not_rg); torch/csrc/cuda/comm.cpp: "
+    "broadcast_coalesced (outputs[0] = tensors); DataParallel docs")
 REPLICATE_IS_REPLICA = rule(
     "parallel.replicate.is_replica",
     "every module of a replica has _is_replica = True; the original is untouched",
@@ -406,8 +409,9 @@ def _reachable(modules: tuple) -> list[int]:
     return order
 
 
-def _replica(case: ReplicateCase, is_replica: bool, holds_originals: bool = False) -> list:
-    """``holds_originals``: torch's variant for replica 0 under detach (see replicate_outcome)."""
+def _replica(case: ReplicateCase, is_replica: bool, holds_originals: bool = False, position: int = 0) -> list:
+    """``holds_originals``: torch's variant for replica 0 under detach (see replicate_outcome).  ``position``:
+    which replica (replica 0 holds the original buffers wherever they are not copied differentiably)."""
     if holds_originals:
         return [dict(entry, is_replica=True) for entry in _replica(case, False)]
     specs = case.modules
@@ -430,7 +434,10 @@ def _replica(case: ReplicateCase, is_replica: bool, holds_originals: bool = Fals
             size = specs[src].params[index][1]
             params.append([name, tensor((src, "p", index), size, not specs[src].frozen and not (
                 is_replica and case.detach))])
-        buffers = [[name, None if size is None else tensor((m, "b", i), size, False)]
+        # A buffer requiring grad is copied differentiably unless detach (the copies require grad); otherwise
+        # replica 0 receives the original (which still requires grad) and the others detached copies.
+        buffer_grad = spec.grad_buffers and (not is_replica or not case.detach or position == 0)
+        buffers = [[name, None if size is None else tensor((m, "b", i), size, buffer_grad)]
                    for i, (name, size) in enumerate(spec.buffers)]
         registered = ([name for name, size in spec.params if size is None] if is_replica
                       else [name for name, _ in spec.params] + [name for name, _, _ in spec.ties])
@@ -443,7 +450,7 @@ def _replica(case: ReplicateCase, is_replica: bool, holds_originals: bool = Fals
 def replicate_outcome(case: ReplicateCase, quirks: bool = False) -> dict:
     """``quirks=True``: torch's variant -- under detach, broadcast_coalesced hands devices[0] the original
     Parameter objects, and setattr registers them: replica 0 holds the originals as registered parameters."""
-    return {"replicas": [_replica(case, True, quirks and case.detach and j == 0) for j in range(case.n_devices)],
+    return {"replicas": [_replica(case, True, quirks and case.detach and j == 0, j) for j in range(case.n_devices)],
             "original": _replica(case, False),
             "distinct": True}
 

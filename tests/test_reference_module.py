@@ -42,6 +42,23 @@ def test_hook_order_prepend_and_replacement():
     assert result == 2 + 200
 
 
+def test_always_call_hook_runs_once_after_a_raising_hook():
+    # h0 (always_call) runs normally, h1 raises: h0 is not run again, h2 (always_call, not yet run) runs with
+    # the output so far; the hook's exception propagates.
+    case = HookCase((Hook("post", "replace", always_call=True), Hook("post", "raise"), Hook("post", always_call=True)),
+                    x=1)
+    calls, result = hooks.run_forward(case)
+    assert calls == [("h0", [1], 2), ("h1", [1], 102), ("h2", [1], 102)]
+    assert result.type == "ArithmeticError" and result.message == "hook h1 failed"
+    assert hooks.forward_rule(case) == hooks.HOOK_ALWAYS
+
+
+def test_registration_hooks_chain_replacements():
+    from suite.module.tree_torch import RegistrationReplace
+    assert tree.registration_replace(RegistrationReplace("buffer", "register", (True, False))) == (["orig", "r0"], "r0")
+    assert tree.registration_replace(RegistrationReplace("module", "setattr_none", (False,))) == (["none"], "none")
+
+
 def test_containers():
     seq = ContainerProgram("Sequential", ("m1", "m2", "m3"), (CtOp("delitem", (0,)),))
     assert containers.run(seq) == (None, ["0", "1"], ["m2", "m3"])

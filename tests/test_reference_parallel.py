@@ -136,3 +136,12 @@ def test_replicate_detach_quirk_only_touches_replica_zero():
     assert torch_like["replicas"][0][0]["registered"] == ["p0", "p1"]
     assert torch_like["replicas"][0][0]["params"][0][1][3] is True
     assert not compare(spec["replicas"][1], torch_like["replicas"][1])
+
+
+def test_replicate_grad_buffers():
+    spec = ModSpec(buffers=(("b0", 1),), grad_buffers=True)
+    grads = lambda out: [r[0]["buffers"][0][1][3] for r in out["replicas"]]  # noqa: E731
+    assert grads(ref.replicate_outcome(ReplicateCase(modules=(spec,), n_devices=3))) == [True, True, True]
+    # detach: replica 0 holds the original (still requiring grad), the others detached copies
+    detached = ReplicateCase(modules=(spec,), n_devices=3, detach=True)
+    assert grads(ref.replicate_outcome(detached)) == [True, False, False]

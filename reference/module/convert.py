@@ -10,8 +10,9 @@ from suite.compare import Raised
 SRC = "torch/nn/modules/module.py"
 
 CONVERT_FLOAT_METHODS = rule("module.convert.float_methods",
-    "float()/double()/half()/bfloat16() cast only floating point parameters and buffers; integer, bool and "
-    "complex ones keep their dtype.", f"{SRC}: Module.float, Module.double, Module.half, Module.bfloat16")
+    "float()/double()/half()/bfloat16() cast only floating point parameters and buffers, of the module and "
+    "all its descendants (Module._apply recurses); integer, bool and complex ones keep their dtype.",
+    f"{SRC}: Module.float, Module.double, Module.half, Module.bfloat16")
 CONVERT_TO_DTYPE = rule("module.convert.to_dtype",
     "to(dtype) accepts only floating point or complex dtypes (else TypeError) and casts only the floating point "
     "and complex parameters and buffers; integral ones keep their dtype.", f"{SRC}: Module.to")
@@ -48,7 +49,8 @@ CONVERT_VALUES = rule("module.convert.values",
     "Converted parameters hold the source values rounded to the target dtype (round to nearest even).",
     f"{SRC}: Module.float, Module.double, Module.half, Module.bfloat16")
 ZERO_GRAD = rule("module.zero_grad.set_to_none",
-    "zero_grad() sets the grad of every parameter to None; zero_grad(set_to_none=False) zeroes it in place "
+    "zero_grad() (default set_to_none=True) sets the grad of every parameter to None; "
+    "zero_grad(set_to_none=False) zeroes it in place "
     "and detaches it (requires_grad False); parameters without grad keep None.", f"{SRC}: Module.zero_grad")
 
 
@@ -73,7 +75,7 @@ def convert_values(case, values: np.ndarray):
 def zero_grad(case):
     out = []
     for i in range(case.n_params):
-        if i in case.frozen or case.set_to_none:
+        if i in case.frozen or case.set_to_none is not False:  # None: the default, set_to_none=True
             out.append(None)
         else:
             out.append((np.zeros(2), False))

@@ -26,8 +26,10 @@ HOOK_KWARGS = rule("module.hooks.with_kwargs",
     "with_kwargs=True hooks receive the forward kwargs (others only positional args); such a pre-hook must "
     "return None or (args, kwargs), anything else raises RuntimeError.", f"{SRC}: Module.register_forward_pre_hook")
 HOOK_ALWAYS = rule("module.hooks.always_call",
-    "When the call raises (in forward or a hook), forward hooks registered with always_call=True (global and module) still run, with "
-    "output None, the others do not, and the exception propagates.", f"{SRC}: Module.register_forward_hook, "
+    "When the call raises (in forward or a hook), forward hooks registered with always_call=True (global and module) "
+    "that have not run yet still run (once), with the output so far (None if forward did not return), the others "
+    "do not; an exception they raise is silenced and the original one propagates.",
+    f"{SRC}: Module.register_forward_hook, "
     "register_module_forward_hook (always_call)")
 HOOK_REMOVE = rule("module.hooks.handle_remove",
     "handle.remove() unregisters exactly that hook.", "torch/utils/hooks.py: RemovableHandle.remove")
@@ -53,9 +55,14 @@ def _ordered(hooks, kinds):
 
 
 def raises(case) -> bool:
-    """The call raises: forward fails, or a with_kwargs pre-hook returns a bad value."""
-    return case.fail or any(h.kind == "pre" and h.with_kwargs and h.ret == "bad" and not h.remove
-                            for h in case.hooks)
+    """The call raises: forward fails, a with_kwargs pre-hook returns a bad value, or a live hook raises."""
+    return case.fail or any((h.kind == "pre" and h.with_kwargs and h.ret == "bad" or h.ret == "raise")
+                            and not h.remove for h in case.hooks)
+
+
+def _hook_error(i: int) -> _Error:
+    """What a hook with ret "raise" raises (suite/module/hooks_torch.py: _make_hook)."""
+    return _Error(Raised("ArithmeticError", f"hook h{i} failed"))
 
 
 def forward_rule(case) -> str:
@@ -99,12 +106,14 @@ def run_forward(case, quirk_global_kwargs=False):
                 calls.append((f"h{i}", list(args)))
                 if h.ret in ("replace", "replace_tuple"):
                     args = [args[0] + add]
+            if h.ret == "raise":
+                raise _hook_error(i)
         if case.fail:
             raise _Error(Raised("ValueError", "forward failed"))
         result = args[0] * 2 + kwargs.get("b", 0)
         for i in posts:
             h = case.hooks[i]
-            called.add(i)
+            called.add(i)  # marked before the call: a raising always_call hook is not run again
             result = _post(h, i, args, kwargs, result, calls)
         return calls, result
     except _Error as err:
@@ -115,8 +124,8 @@ def run_forward(case, quirk_global_kwargs=False):
                     continue
                 try:
                     result = _post(h, i, args, kwargs, result, calls)
-                except TypeError:
-                    pass  # an always_call hook failing on output None is silenced (a warning)
+                except (TypeError, _Error):
+                    pass  # an always_call hook failing (on output None, or raising) is silenced (a warning)
         return calls, err.outcome
 
 
@@ -124,12 +133,16 @@ def _post(h, i, args, kwargs, output, calls):
     add = 100 * (i + 1)
     if h.with_kwargs:
         calls.append((f"h{i}", list(args), dict(kwargs), output))
+        if h.ret == "raise":
+            raise _hook_error(i)
         if h.ret != "none":
             if output is None:
                 raise TypeError("None + int")
             return output + add
         return output
     calls.append((f"h{i}", list(args), output))
+    if h.ret == "raise":
+        raise _hook_error(i)
     return output if h.ret == "none" else (output or 0) + add
 
 

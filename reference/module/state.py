@@ -184,8 +184,9 @@ def observe(case, quirk_none_child=False, assign=None):
         is_param = _is_param_key(case.spec, homes[k])
         source, same, shares = ident.get(homes[k], (None, False, False))
         # identity is judged against the dict entry of *this* key; requires_grad: a Parameter keeps
-        # the module's (True), a buffer is a plain tensor (False) either way
-        out[k] = (same and source == k, shares and source == k, is_param, is_param)
+        # the module's (False for a frozen module's), a buffer is a plain tensor (False) either way
+        out[k] = (same and source == k, shares and source == k, is_param, is_param and not _home_spec(case.spec,
+                                                                                                    homes[k]).frozen)
     return out
 
 
@@ -197,6 +198,14 @@ def _paths_to_homes(spec, prefix="", home=""):
         if child is not None:
             out.update(_paths_to_homes(child, prefix + name + ".", _home(spec, name, home)))
     return out
+
+
+def _home_spec(spec, home_key):
+    """The Spec of the module that holds home_key."""
+    for prefix, s in walk(spec):
+        if home_key.startswith(prefix) and "." not in home_key[len(prefix):]:
+            return s
+    raise KeyError(home_key)
 
 
 def _is_param_key(spec, home_key) -> bool:

@@ -91,9 +91,11 @@ STATE_DICT_METADATA = rule("module.state_dict.metadata",
     "to {'version': 1}, in visit order.", f"{SRC}: Module.state_dict, Module._version")
 TRAIN = rule("module.train.propagation",
     "train(mode)/eval() set training on the module and every descendant (reachable through non-None "
-    "children) and return the module; a non-bool mode raises ValueError.", f"{SRC}: Module.train, Module.eval")
+    "children) and return the module; mode defaults to True; a non-bool mode raises ValueError.",
+    f"{SRC}: Module.train, Module.eval")
 REQUIRES_GRAD = rule("module.requires_grad_.all_parameters",
-    "requires_grad_(flag) sets requires_grad on every parameter returned by parameters() and returns self.",
+    "requires_grad_(flag) (default True) sets requires_grad on every parameter returned by parameters() and "
+    "returns self.",
     f"{SRC}: Module.requires_grad_")
 GET_SUBMODULE = rule("module.get_submodule.errors",
     "get_submodule('') is self; each atom must exist (AttributeError '<Name> has no attribute `x`') and be a "
@@ -116,6 +118,12 @@ REGISTRATION_HOOKS = rule("module.registration_hooks.global",
     "register_parameter/register_buffer/register_module (add_module, attribute assignment) registers a value.",
     f"{SRC}: register_module_parameter_registration_hook, register_module_buffer_registration_hook, "
     "register_module_module_registration_hook")
+REGISTRATION_REPLACE = rule("module.registration_hooks.replace",
+    "A global parameter/buffer/module registration hook that returns a value replaces the object being registered "
+    "(by register_*, add_module or attribute assignment): later hooks receive the replacement and the last one "
+    "is registered; returning None keeps the value.",
+    f"{SRC}: register_module_buffer_registration_hook ('hook(module, name, buffer) -> None or new buffer'; 'The "
+    "hook can modify the input or return a single modified value'), and its parameter/module twins")
 STATE_DICT_HOOKS = rule("module.state_dict.hooks",
     "state_dict pre-hooks run for each module (pre-order, with its prefix) before it saves its tensors; post-hooks "
     "run after its children are saved (post-order), seeing the entries collected so far.",
@@ -125,9 +133,11 @@ APPLY = rule("module.apply.order",
     "then on self.", f"{SRC}: Module.apply")
 DEEPCOPY = rule("module.copy.deepcopy",
     "copy.deepcopy of a module yields fresh objects with the same names, order and sharing/tying of "
-    "parameters, buffers and submodules.", f"{SRC}: Module (Python copy protocol)")
+    "parameters, buffers and submodules, the same requires_grad and training flags.",
+    f"{SRC}: Module (Python copy protocol)")
 PICKLE = rule("module.copy.pickle",
-    "pickle.dumps/pickle.loads round-trips the module tree: same names, order, sharing/tying.",
+    "pickle.dumps/pickle.loads round-trips the module tree: same names, order, sharing/tying, requires_grad "
+    "and training flags.",
     f"{SRC}: Module.__getstate__, Module.__setstate__")
 EXTRA_REPR = rule("module.repr.extra_repr",
     "repr puts extra_repr() inline as 'Name(extra)' when it is one line and there are no children; otherwise one "
@@ -139,6 +149,7 @@ DIR = rule("module.dir.contents",
 # The object pool of a tree program (suite/module/tree_torch.py makes the same labels).
 MODULES = ("m0", "m1", "m2", "m3", "m4")
 PARAMS = ("p0", "p1", "p2", "p3")
+FROZEN = ("p1", "p3")  # parameters created with requires_grad=False
 TENSORS = ("t0", "t1", "t2", "t3")
 POOL_NAMES = ("a", "b", "c", "0", "x.y", "", "forward")
 
@@ -165,10 +176,11 @@ class World:
     storage: dict  # buffer wrapper label -> label of the pool tensor it aliases
 
 
-def new_world(modules, params, tensors) -> World:
+def new_world(modules, params, tensors, frozen=FROZEN) -> World:
     storage = {label: label for label in (*params, *tensors)}
     log: list = []
-    return World({label: MModule(label=label, log=log) for label in modules}, {p: True for p in params}, storage)
+    return World({label: MModule(label=label, log=log) for label in modules}, {p: p not in frozen for p in params},
+                 storage)
 
 
 # ---- value classification ------------------------------------------------------------
@@ -571,6 +583,10 @@ def structure(w: World, label: str) -> dict:
             names.append((name, firsts.index(obj)))
         out[what] = names
         out[what + "_fresh"] = True
+    # the copies keep each parameter's requires_grad and each module's training flag
+    out["params_requires_grad"] = [w.requires_grad[p] for _, p in named_members(w, label, "params",
+                                                                                 remove_duplicate=False)]
+    out["modules_training"] = [w.mods[m].training for _, m in named_modules(w, label, remove_duplicate=False)]
     out["state_dict"] = [k for k, _ in state_dict_items(w, label)[0]]
     return out
 
@@ -598,10 +614,11 @@ def run_op(w: World, index: int, op: Op):
     if k == "train_value":
         return TRAIN, Raised("ValueError", "training mode is expected to be boolean")
     if k in ("train", "eval"):
-        train(w, op.target, op.flag if k == "train" else False)
+        # train() and requires_grad_() without an argument: the defaults mode=True, requires_grad=True
+        train(w, op.target, (op.flag is not False) if k == "train" else False)
         return TRAIN, op.target
     if k == "requires_grad_":
-        requires_grad_(w, op.target, op.flag)
+        requires_grad_(w, op.target, op.flag is not False)
         return REQUIRES_GRAD, op.target
     if k == "get_submodule":
         return GET_SUBMODULE, get_submodule(w, op.target, op.name)
@@ -666,3 +683,14 @@ def box_repr(case) -> str:
     if len(extra) == 1 and not children:
         return f"Box({extra[0]})"
     return "Box(\n  " + "\n  ".join(lines) + "\n)"
+
+
+def registration_replace(case) -> tuple:
+    """(what each hook receives, what is registered) for suite/module/tree_torch.py: RegistrationReplace."""
+    value = "none" if case.via == "setattr_none" else "orig"
+    seen = []
+    for i, returns in enumerate(case.returns):
+        seen.append(value)
+        if returns:
+            value = f"r{i}"
+    return seen, value

@@ -13,6 +13,15 @@ from suite.compare import Raised
 class ConvertCase:
     entries: tuple  # (kind "param" | "buffer", dtype name)
     method: str  # float | double | half | bfloat16 | to:<dtype name>
+    nested: bool = False  # entry i lives in (root, root.a, root.b)[i % 3]: conversion must recurse
+
+
+def _holder(root: torch.nn.Module, i: int, nested: bool) -> torch.nn.Module:
+    if not nested:
+        return root
+    if not hasattr(root, "a"):
+        root.a, root.b = torch.nn.Module(), torch.nn.Module()
+    return (root, root.a, root.b)[i % 3]
 
 
 def run_convert(case: ConvertCase, device: str):
@@ -23,9 +32,9 @@ def run_convert(case: ConvertCase, device: str):
         t = torch.ones(2, dtype=getattr(torch, dtype)).to(device)
         if kind == "param":
             t = torch.nn.Parameter(t, requires_grad=t.is_floating_point() or t.is_complex())
-            m.register_parameter(f"e{i}", t)
+            _holder(m, i, case.nested).register_parameter(f"e{i}", t)
         else:
-            m.register_buffer(f"e{i}", t)
+            _holder(m, i, case.nested).register_buffer(f"e{i}", t)
         before.append(t)
     try:
         with warnings.catch_warnings():
@@ -36,7 +45,7 @@ def run_convert(case: ConvertCase, device: str):
                 getattr(m, case.method)()
     except Exception as exc:
         return Raised(type(exc).__name__, str(exc))
-    after = [getattr(m, f"e{i}") for i in range(len(case.entries))]
+    after = [getattr(_holder(m, i, case.nested), f"e{i}") for i in range(len(case.entries))]
     return [(str(t.dtype).removeprefix("torch."), t is b) for t, b in zip(after, before)]
 
 
@@ -71,7 +80,7 @@ def run_convert_values(case: ValueCase, device: str):
 class GradCase:
     n_params: int
     frozen: tuple  # indices of parameters with requires_grad=False
-    set_to_none: bool
+    set_to_none: bool | None  # None: the default
     create_graph: bool
     nested: bool  # parameters live in a child module (and the child is registered twice)
 
@@ -93,6 +102,9 @@ def run_zero_grad(case: GradCase, device: str):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # create_graph=True warns about a reference cycle; not under test
             loss.backward(create_graph=case.create_graph)
-    root.zero_grad(set_to_none=case.set_to_none)
+    if case.set_to_none is None:
+        root.zero_grad()
+    else:
+        root.zero_grad(set_to_none=case.set_to_none)
     return [None if p.grad is None else (p.grad.detach().cpu().double().numpy(), p.grad.requires_grad)
             for p in params]

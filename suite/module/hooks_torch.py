@@ -20,7 +20,7 @@ from suite.compare import Raised
 @dataclass(frozen=True)
 class Hook:
     kind: str  # pre | post | gpre | gpost
-    ret: str = "none"  # none | replace | replace_tuple | bad
+    ret: str = "none"  # none | replace | replace_tuple | bad | raise
     prepend: bool = False
     with_kwargs: bool = False
     always_call: bool = False
@@ -47,6 +47,17 @@ class _Doubler(torch.nn.Module):
 
 
 def _make_hook(i: int, h: Hook, calls: list):
+    hook = _recording_hook(i, h, calls)
+    if h.ret != "raise":
+        return hook
+
+    def raising(*args):
+        hook(*args)  # records the call; ret "raise" replaces nothing
+        raise ArithmeticError(f"hook h{i} failed")
+    return raising
+
+
+def _recording_hook(i: int, h: Hook, calls: list):
     tag, add = f"h{i}", 100 * (i + 1)
     if h.kind in ("pre", "gpre"):
         if h.with_kwargs:
@@ -68,11 +79,11 @@ def _make_hook(i: int, h: Hook, calls: list):
     elif h.with_kwargs:
         def hook(module, args, kwargs, output):
             calls.append((tag, list(args), dict(kwargs), output))
-            return None if h.ret == "none" else output + add
+            return None if h.ret in ("none", "raise") else output + add
     else:
         def hook(module, args, output):
             calls.append((tag, list(args), output))
-            return None if h.ret == "none" else (output or 0) + add
+            return None if h.ret in ("none", "raise") else (output or 0) + add
     return hook
 
 

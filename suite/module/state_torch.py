@@ -27,6 +27,7 @@ class Spec:
     children: tuple = ()
     share: str | None = None
     extra: bool = False  # the module's class implements get_extra_state/set_extra_state
+    frozen: bool = False  # the module's parameters have requires_grad=False
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,8 @@ def build(spec: Spec, values: dict, device: str, prefix: str = "", labels=None):
     m = _WithExtra() if spec.extra else torch.nn.Module()
     labels[id(m)] = prefix
     for name, shape in spec.params:
-        p = None if shape is None else torch.nn.Parameter(torch.tensor(values[prefix + name], dtype=torch.float32).to(device))
+        p = None if shape is None else torch.nn.Parameter(
+            torch.tensor(values[prefix + name], dtype=torch.float32).to(device), requires_grad=not spec.frozen)
         m.register_parameter(name, p)
     for name, shape, persistent in spec.buffers:
         b = None if shape is None else torch.tensor(values[prefix + name], dtype=torch.float32).to(device)

@@ -17,7 +17,8 @@ DTYPES = st.sampled_from(["float16", "bfloat16", "float32", "float64", "complex6
 @given(case=st.builds(ConvertCase, st.lists(st.tuples(st.sampled_from(["param", "buffer"]), DTYPES), min_size=1,
                                             max_size=4).map(tuple),
                       st.sampled_from(["float", "double", "half", "bfloat16", "to:float64", "to:float16",
-                                       "to:complex128", "to:int64", "to:float32"])))
+                                       "to:complex128", "to:int64", "to:float32"]),
+                      st.booleans()))
 def test_conversion(conform, device, case):
     expected, actual = ref.run_convert(case), run_convert(case, device)
     conform.check(ref.convert_rule(case), case, expected, actual, torch_fn=run_convert)
@@ -40,6 +41,6 @@ def test_conversion_values(conform, device, case):
 
 @pytest.mark.rules(ref.ZERO_GRAD)
 @given(case=st.builds(GradCase, st.integers(1, 3), st.lists(st.integers(0, 2), max_size=2, unique=True).map(tuple),
-                      st.booleans(), st.booleans(), st.booleans()))
+                      st.sampled_from([True, False, None]), st.booleans(), st.booleans()))
 def test_zero_grad(conform, device, case):
     conform.check(ref.ZERO_GRAD, case, ref.zero_grad(case), run_zero_grad(case, device), torch_fn=run_zero_grad)

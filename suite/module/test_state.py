@@ -30,7 +30,8 @@ def specs(draw, depth=0):
         children = tuple((n, draw(st.one_of(st.none(), specs(depth=depth + 1)))) for n in cnames)
         if children and children[0][1] is not None and draw(st.booleans()):
             share = "e"
-    return Spec(params, buffers, children, share, extra)
+    frozen = bool(params) and draw(st.booleans()) and draw(st.booleans())
+    return Spec(params, buffers, children, share, extra, frozen)
 
 
 def _expected_keys(spec):

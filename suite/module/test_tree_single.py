@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference.module import tree as ref
-from suite.module.tree_torch import (MODULES, TENSORS, BeforeInit, Op, ReprCase, TreeProgram, replay, run_before_init,
-                                     run_repr)
+from suite.module.tree_torch import (MODULES, TENSORS, BeforeInit, Op, RegistrationReplace, ReprCase, TreeProgram,
+                                     replay, run_before_init, run_registration_replace, run_repr)
 
 BAD = st.sampled_from(("", "x.y", "forward"))
 
@@ -67,3 +67,15 @@ def repr_cases(draw, depth=0):
 @given(case=repr_cases())
 def test_extra_repr_layout(conform, device, case):
     conform.check(ref.EXTRA_REPR, case, ref.box_repr(case), run_repr(case, device), torch_fn=run_repr)
+
+
+@pytest.mark.rules(ref.REGISTRATION_REPLACE)
+@given(case=st.one_of(
+    st.builds(RegistrationReplace, st.sampled_from(["parameter", "buffer", "module"]), st.sampled_from(["register",
+                                                                                                     "setattr"]),
+              st.lists(st.booleans(), min_size=1, max_size=3).map(tuple)),
+    st.builds(RegistrationReplace, st.just("module"), st.just("setattr_none"),
+              st.lists(st.booleans(), min_size=1, max_size=3).map(tuple))))
+def test_registration_hook_replacement(conform, device, case):
+    conform.check(ref.REGISTRATION_REPLACE, case, ref.registration_replace(case),
+                  run_registration_replace(case, device), torch_fn=run_registration_replace)

@@ -19,6 +19,7 @@ from suite.compare import Raised
 
 MODULES = ("m0", "m1", "m2", "m3", "m4")
 PARAMS = ("p0", "p1", "p2", "p3")
+FROZEN = ("p1", "p3")  # created with requires_grad=False: frozen parameters flow through every op
 TENSORS = ("t0", "t1", "t2", "t3")
 
 
@@ -59,7 +60,7 @@ def make_pool(device: str) -> dict:
     g = torch.Generator().manual_seed(0)
     pool: dict = {label: torch.nn.Module() for label in MODULES}
     for i, label in enumerate(PARAMS):
-        pool[label] = torch.nn.Parameter(torch.randn(i + 1, generator=g).to(device))
+        pool[label] = torch.nn.Parameter(torch.randn(i + 1, generator=g).to(device), requires_grad=label not in FROZEN)
     for i, label in enumerate(TENSORS):
         pool[label] = torch.randn(i + 1, generator=g).to(device)
     return pool
@@ -118,13 +119,13 @@ def apply_op(pool: dict, index: int, op: Op):
         value = _value(pool, index, op.value)
         return _outcome(lambda: getattr(m, k)(op.name, value))
     if k == "train":
-        return _outcome(lambda: label_of(pool, m.train(op.flag)))
+        return _outcome(lambda: label_of(pool, m.train() if op.flag is None else m.train(op.flag)))
     if k == "train_value":
         return _outcome(lambda: label_of(pool, m.train(op.value[1])))
     if k == "eval":
         return _outcome(lambda: label_of(pool, m.eval()))
     if k == "requires_grad_":
-        return _outcome(lambda: label_of(pool, m.requires_grad_(op.flag)))
+        return _outcome(lambda: label_of(pool, m.requires_grad_() if op.flag is None else m.requires_grad_(op.flag)))
     if k in ("get_submodule", "get_parameter", "get_buffer"):
         return _outcome(lambda: label_of(pool, getattr(m, k)(op.name)))
     if k == "set_submodule":
@@ -245,6 +246,8 @@ def _structure(pool: dict, root) -> dict:
             names.append((name, next(i for i, f in enumerate(firsts) if f is obj)))
         out[what] = names
         out[what + "_fresh"] = not any(obj is orig for obj in firsts for orig in pool.values())
+    out["params_requires_grad"] = [p.requires_grad for _, p in root.named_parameters(remove_duplicate=False)]
+    out["modules_training"] = [m.training for _, m in root.named_modules(remove_duplicate=False)]
     out["state_dict"] = list(root.state_dict().keys())
     return out
 
@@ -315,3 +318,57 @@ def _box(case: ReprCase) -> torch.nn.Module:
 
 def run_repr(case: ReprCase, device: str) -> str:
     return repr(_box(case))
+
+
+@dataclass(frozen=True)
+class RegistrationReplace:
+    """Global registration hooks of one kind returning replacements: ``returns[i]`` says whether hook i returns
+    a fresh object ("r<i>") instead of None.  ``via``: register (register_parameter/register_buffer/add_module),
+    setattr (attribute assignment of a Parameter/nn.Buffer/Module), setattr_none (module only: assigning None
+    over an existing child)."""
+    kind: str  # parameter | buffer | module
+    via: str
+    returns: tuple
+
+
+def run_registration_replace(case: RegistrationReplace, device: str):
+    """(label each hook received, label of the object registered under the name)."""
+    from torch.nn.modules import module as nn_module
+
+    def make(label):
+        if case.kind == "module":
+            obj = torch.nn.Module()
+        elif case.kind == "parameter":
+            obj = torch.nn.Parameter(torch.zeros(1, device=device))
+        else:
+            obj = torch.nn.Buffer(torch.zeros(1, device=device))  # a plain tensor to register_buffer, too
+        labels[id(obj)] = label
+        return obj
+
+    labels: dict = {}
+    m = torch.nn.Module()
+    value = make("orig")
+    if case.via == "setattr_none":
+        m.add_module("a", torch.nn.Module())
+        value = None
+    seen: list = []
+
+    def hook_for(i, ret):
+        replacement = make(f"r{i}") if ret else None
+        return lambda module, name, v: seen.append(labels.get(id(v), "none")) or replacement
+
+    register = {"parameter": nn_module.register_module_parameter_registration_hook,
+                "buffer": nn_module.register_module_buffer_registration_hook,
+                "module": nn_module.register_module_module_registration_hook}[case.kind]
+    handles = [register(hook_for(i, ret)) for i, ret in enumerate(case.returns)]
+    try:
+        if case.via == "register":
+            {"parameter": m.register_parameter, "buffer": m.register_buffer, "module": m.add_module}[case.kind](
+                "a", value)
+        else:
+            m.a = value
+    finally:
+        for handle in handles:
+            handle.remove()
+    store = {"parameter": m._parameters, "buffer": m._buffers, "module": m._modules}[case.kind]
+    return seen, labels.get(id(store["a"]), "none")

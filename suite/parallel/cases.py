@@ -99,6 +99,7 @@ class ModSpec:
     children: tuple = ()
     ties: tuple = ()
     frozen: bool = False  # parameters with requires_grad=False
+    grad_buffers: bool = False  # buffers with requires_grad=True
 
 
 @dataclass(frozen=True)

@@ -230,7 +230,9 @@ def replicate_cases(draw) -> ReplicateCase:
         if sources and draw(st.booleans()):
             src, name = draw(st.sampled_from(sources))
             ties = (("t0", src, name),)
-        modules.append(ModSpec(params=params, buffers=buffers, children=children, ties=ties, frozen=frozen))
+        grad_buffers = bool(buffers) and draw(st.booleans())
+        modules.append(ModSpec(params=params, buffers=buffers, children=children, ties=ties, frozen=frozen,
+                               grad_buffers=grad_buffers))
     # a module frozen or not decides its own parameters; a tie follows its source
     return ReplicateCase(modules=tuple(modules), n_devices=draw(st.integers(0, 4)), detach=draw(st.booleans()))
 

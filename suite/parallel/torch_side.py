@@ -279,7 +279,8 @@ def build_network(case: ReplicateCase, device) -> Node:
             params[(i, name)] = value
         for j, (name, size) in enumerate(spec.buffers):
             nodes[i].register_buffer(name, None if size is None else
-                                     torch.from_numpy(leaf_values(buffer_leaf(i, j), (size,))).float().to(device))
+                                     torch.from_numpy(leaf_values(buffer_leaf(i, j), (size,))).float().to(device)
+                                     .requires_grad_(spec.grad_buffers))
     for i, spec in enumerate(case.modules):
         for name, src, src_name in spec.ties:
             nodes[i].register_parameter(name, params[(src, src_name)])
