@@ -3,7 +3,7 @@ hooks against the model (reference/module/hooks.py)."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from reference.module import hooks as ref
@@ -30,6 +30,10 @@ def hooks(draw):
 @settings(max_examples=max(settings.default.max_examples, 200))  # ~1 ms an example; one rule per case
 @given(case=st.builds(HookCase, st.lists(hooks(), max_size=5).map(tuple), st.integers(-3, 3),
                       st.one_of(st.none(), st.integers(0, 3)), st.booleans()))
+# Drawn cases credit one rule each (reference forward_rule: the most specific feature wins), so a
+# case with prepend alone is rare; these explicit examples reach module.hooks.prepend in every profile.
+@example(case=HookCase((Hook("pre"), Hook("pre", prepend=True), Hook("post"), Hook("post", prepend=True)), x=2))
+@example(case=HookCase((Hook("gpost"), Hook("post"), Hook("post", prepend=True)), x=-1))
 def test_forward_hooks(conform, device, case):
     conform.check(ref.forward_rule(case), case, ref.run_forward(case), run_hooks(case, device), torch_fn=run_hooks)
 
