@@ -18,6 +18,8 @@ from torchconform.results import add_unrecorded, merge_rows, read_records
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 CLI = [sys.executable, "-m", "torchconform"]
+# The CLI under test is this checkout's, even where another checkout is pip-installed (editable).
+CHILD_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -46,7 +48,8 @@ def test_bad_options_are_one_line_and_exit_2(argv, words, capsys, tmp_path, monk
 def test_console_script_error_has_no_traceback(tmp_path):
     exe = shutil.which("torchconform")
     cmd = [exe] if exe else CLI
-    proc = subprocess.run(cmd + ["run", "--area", "nope"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    proc = subprocess.run(cmd + ["run", "--area", "nope"], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env=CHILD_ENV)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr + proc.stdout
 
@@ -103,7 +106,7 @@ def test_area_without_tests_lists_its_rules_as_skipped_and_exits_0(tmp_path, mon
 
 
 def _cli(args, cwd, **kw):
-    return subprocess.run(CLI + args, cwd=cwd, capture_output=True, text=True, timeout=240, **kw)
+    return subprocess.run(CLI + args, cwd=cwd, capture_output=True, text=True, timeout=240, env=CHILD_ENV, **kw)
 
 
 @pytest.mark.timeout(240)
@@ -141,7 +144,7 @@ def test_interrupted_run_keeps_the_finished_results(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(CLI + ["run", "--area", "module", "--out", str(out),
                                    "--tests", str(FIXTURES / "cli_interrupt_test.py")],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=CHILD_ENV)
     try:
         deadline = time.monotonic() + 90
         while not any("selftest.quick" in f.read_text() for f in (out / "records").glob("*.jsonl")):
