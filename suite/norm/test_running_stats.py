@@ -102,7 +102,19 @@ def step_tol(case: ts.SeqStep, inputs: list[dict], ctxs: list[dict], records: li
 @settings(max_examples=2 * settings.default.max_examples)  # cheap (~0.1 s an example), seven rules to reach
 @given(data=st.data())
 def test_running_sequences(conform, device, data):
-    seq = data.draw(seq_cases(device))
+    check_sequence(conform, device, data.draw(seq_cases(device)), note=event)
+
+
+@pytest.mark.rules(ref.TOGGLE_MOMENTUM)
+def test_momentum_toggled_after_construction(conform, device):
+    """A fixed sequence that reaches norm.toggle.momentum in every profile (drawn sequences credit
+    each step to its most specific rule, so random runs reach this one only by chance)."""
+    seq = ts.BNSeqCase(kind="BatchNorm1d", num_features=2, spatial=(), dtype="float64", eps=1e-5, momentum=0.1,
+                       affine=True, track=True, ops=(("forward", 3), ("momentum", 0.5), ("forward", 3)), seed=1)
+    check_sequence(conform, device, seq)
+
+
+def check_sequence(conform, device, seq, note=lambda rule: None):
     inputs = ts.make_seq_inputs(seq)
     expected = ref.bn_sequence(seq, inputs)
     actual = ts.run_bn_sequence(seq, device)
@@ -115,6 +127,6 @@ def test_running_sequences(conform, device, data):
                 continue
             case = ts.SeqStep(seq, k, field)
             rule = step_rule(case, ctxs[k], exp)
-            event(rule)
+            note(rule)  # hypothesis.event inside the property test
             conform.check(rule, case, ts.select(exp, (field,)), ts.select(act, (field,)),
                           step_tol(case, inputs, ctxs, expected), ts.seq_step)
