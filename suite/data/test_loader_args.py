@@ -14,6 +14,7 @@ ERROR_RULES = (R.L_WORKERS, R.L_TIMEOUT, R.L_PREFETCH, R.L_PREFETCH_POS, R.L_PER
 
 
 @pytest.mark.rules(*ERROR_RULES, R.L_DEFAULTS, R.L_LEN_MAP, R.L_LEN_ITER)
+@pytest.mark.timeout(240)  # cases with iterate=True start fork workers; each is shut down in torch_side
 @example(case=LoaderArgsCase(iterable=False, n=4, num_workers=-1))
 @example(case=LoaderArgsCase(iterable=False, n=4, timeout=-1.0))
 @example(case=LoaderArgsCase(iterable=False, n=4, prefetch_factor=2))
