@@ -8,7 +8,17 @@ Each area keeps its entries in ``suite/<area>/divergences.py`` as a list
   deviation from the reference within ``when`` is accepted -- use only where
   torch's wrong answer is itself unspecified, and say so in ``reason``);
 - ``torch`` is the version range (PEP 440 specifier) and ``devices`` the device
-  types it was observed on;
+  types it was observed on.  The range is *measured*: it starts at the first release
+  of the matrix (``reports/matrix/``) where the repro reproduces and has an upper
+  bound only where a later release was observed to fix it
+  (``tests/test_registry_ranges.py`` holds it to the committed matrix data);
+- ``also_rules`` are further rules whose checks the same behaviour affects: the
+  entry is recognised under each of them, not only under ``rule``, where it was
+  first seen;
+- ``bug_in`` says which side is wrong: ``"torch"`` (it contradicts its documented
+  contract) or ``"docs"`` (maintainers changed the behaviour on purpose and the
+  reference follows the change; the documentation lags).  ``arguable`` marks
+  entries a second reading judged a matter of taste (shown as such in the report);
 - ``repro`` is a minimal Case and ``reference_fn(case)`` / ``torch_fn(case, device)``
   compute its two outcomes; ``suite/test_divergences.py`` runs it on every run,
   so an entry that stops reproducing turns into a failure ("fixed").
@@ -44,6 +54,9 @@ class Divergence:
     reference_fn: Callable[[Any], Any]
     torch_fn: Callable[[Any, str], Any]
     devices: tuple[str, ...] = ("*",)
+    also_rules: tuple[str, ...] = ()
+    bug_in: str = "torch"
+    arguable: bool = False
     # The tolerance the area's test uses for this rule (a Tol, or a function of the
     # case for tolerances derived per example); the repro check uses it too.
     tol: Tol | Callable[[Any], Tol] = EXACT
@@ -51,8 +64,12 @@ class Divergence:
     def tol_for(self, case: Any) -> Tol:
         return self.tol(case) if callable(self.tol) else self.tol
 
+    @property
+    def rules(self) -> tuple[str, ...]:
+        return (self.rule, *self.also_rules)
+
     def applies(self, rule: str, case: Any, device: str, torch_version: str) -> bool:
-        if rule != self.rule or not applies_to_build(self.torch, torch_version):
+        if rule not in self.rules or not applies_to_build(self.torch, torch_version):
             return False
         if "*" not in self.devices and device.split(":")[0] not in self.devices:
             return False

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from reference.rules import RULES, load_all
-from suite import divergences
+from suite import divergences, matrix
 from suite.compare import EXACT, Mismatch, Tol, compare
 from suite.devices import DeviceError, parse_devices
 
@@ -36,6 +36,7 @@ class RuleRecord:
     divergence: str | None = None
     repro: str | None = None
     last_failing: tuple | None = None  # (case, expected, tol, torch_fn): the shrunk example, written out at the end
+    fixed: str | None = None  # a registered divergence that no longer reproduced on a build beyond the matrix
 
 
 @dataclass
@@ -44,6 +45,14 @@ class Conform:
     out: Path | None
     test: str
     records: dict[str, RuleRecord] = field(default_factory=dict)
+    # True: a registered divergence that stops reproducing fails the rule even on a build newer than
+    # every measured release (--strict-registry); False: there it is reported as `fixed?`.
+    strict_registry: bool = True
+    # registry entry id -> how its repro came out here (suite/test_divergences.py)
+    measurements: dict[str, str] = field(default_factory=dict)
+
+    def measure(self, entry_id: str, outcome: str) -> None:
+        self.measurements[entry_id] = outcome
 
     def check(self, rule: str, case: Any, expected: Any, actual: Any, tol: Tol = EXACT,
               torch_fn: Callable[[Any, str], Any] | None = None) -> None:
@@ -68,6 +77,9 @@ class Conform:
                 record.known += 1
                 record.divergence = entry.id
                 return
+            if not mismatches and not self.strict_registry and matrix.beyond_measured(torch.__version__):
+                record.fixed = entry.id
+                return
             if not mismatches:
                 self._fail(record, rule, case, expected, tol, torch_fn,
                            f"registered divergence {entry.id} did not reproduce: torch {torch.__version__} "
@@ -91,6 +103,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("torchconform")
     group.addoption("--device", action="append", default=None,
                     help="torch device(s) to test, comma-separated or repeated (default: cpu + every accelerator)")
+    group.addoption("--strict-registry", action="store_true", default=False,
+                    help="a registered divergence that no longer reproduces fails even on a build newer than "
+                         "every release of the matrix (default there: status `fixed?`)")
     group.addoption("--conform-out", default=None,
                     help="directory for result records and repro scripts (written by `torchconform run`)")
 
@@ -116,7 +131,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture
 def conform(request: pytest.FixtureRequest) -> Conform:
     device = request.getfixturevalue("device") if "device" in request.fixturenames else "cpu"
-    c = Conform(device=device, out=request.config.conform_out, test=request.node.nodeid)
+    c = Conform(device=device, out=request.config.conform_out, test=request.node.nodeid,
+                strict_registry=request.config.getoption("--strict-registry"))
     request.node.conform = c
     return c
 
@@ -151,6 +167,9 @@ def _record(item: pytest.Item, report: pytest.TestReport) -> None:
     checked = conform.records if conform else {}
     device = conform.device if conform else _device_of(item)
     rules = list(dict.fromkeys(_declared_rules(item) + list(checked)))
+    # A failing check names its rule; every other rule of the test keeps what it saw (pass, or not
+    # reached).  Only an error that no check claimed (the test itself broke) fails every declared rule.
+    attributed = any(r.failure is not None for r in checked.values())
     rows = []
     for rid in rules:
         rec = checked.get(rid, RuleRecord())
@@ -167,21 +186,33 @@ def _record(item: pytest.Item, report: pytest.TestReport) -> None:
                     detail += f"\nrepro: {rec.repro}"
                 except Exception as exc:  # a broken repro must not lose the result itself
                     detail += f"\nrepro could not be written: {type(exc).__name__}: {exc}"
-        elif report.failed:
+        elif report.failed and not attributed:
             status, detail = "fail", f"{item.nodeid} failed: {report.longreprtext[-2000:]}"
         elif rec.known:
             entry = next(e for e in divergences.all_divergences() if e.id == rec.divergence)
             status, detail = "known_divergence", f"{entry.id}: {entry.reason} ({rec.known} of {rec.examples} examples)"
+        elif rec.fixed:
+            status, detail = "fixed?", (f"{rec.fixed} no longer reproduces on torch {torch.__version__}, newer than "
+                                        f"every measured release: probably fixed upstream (--strict-registry fails it)")
         elif rec.examples:
             status, detail = "pass", ""
+        elif report.failed:
+            status, detail = "skipped", f"{item.nodeid} stopped at another rule's failure before reaching this one"
         else:
             status, detail = "skipped", f"{item.nodeid} reached no example of this rule"
         rows.append({"id": rid, "area": RULES[rid].area, "device": device, "status": status,
                      "examples": rec.examples, "repro": rec.repro, "detail": detail, "test": item.nodeid})
     if out is not None and rows:
-        path = out / "records" / f"{os.getpid()}.jsonl"
-        with open(path, "a", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        _append(out / "records" / f"{os.getpid()}.jsonl", rows)
+    if out is not None and conform is not None and conform.measurements:
+        _append(out / "registry" / f"{os.getpid()}.jsonl",
+                [{"entry": e, "device": device, "outcome": o} for e, o in conform.measurements.items()])
+
+
+def _append(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())

@@ -1,9 +1,14 @@
-"""Strictness of the known-divergence registry.
+"""Strictness of the known-divergence registry, and the matrix's measurement of it.
 
-Every entry that applies to the installed torch runs its minimal repro
-deterministically on every device it names.  ``conform.check`` records it as a
-known divergence while torch still behaves as registered, and fails ("did not
-reproduce ... narrow or close the entry") the day torch changes.
+Every entry's minimal repro runs deterministically on every device it names, on
+every build -- also where its declared range excludes the build -- and its outcome
+(reproduces / conforms / differs otherwise) is recorded for the release matrix
+(``suite/matrix.py``), from which the ranges are measured.
+
+Where the range includes the build, ``conform.check`` records the entry as a known
+divergence while torch still behaves as registered, and fails ("did not reproduce
+... narrow or close the entry") the day torch changes -- or reports ``fixed?`` on a
+build newer than every measured release, unless ``--strict-registry``.
 """
 from __future__ import annotations
 
@@ -12,12 +17,34 @@ import os
 import pytest
 import torch
 
+from suite.compare import Raised, compare
 from suite.divergences import all_divergences, applies_to_build
+from suite.matrix import CONFORMS, DIFFERS, REPRODUCES
 
 # `torchconform run --area A` sets TORCHCONFORM_AREAS: run only the selected areas' entries.
 _AREAS = {a for a in os.environ.get("TORCHCONFORM_AREAS", "").split(",") if a}
-ENTRIES = [e for e in all_divergences() if applies_to_build(e.torch, torch.__version__)
-           and (not _AREAS or e.rule.split(".", 1)[0] in _AREAS)]
+ENTRIES = [e for e in all_divergences() if not _AREAS or e.rule.split(".", 1)[0] in _AREAS]
+
+
+def repro_outcome(entry, device: str) -> tuple[str, object, object]:
+    """Run the entry's repro once: (outcome, expected, actual)."""
+    case = entry.repro
+    expected = entry.reference_fn(case)
+    try:
+        actual = entry.torch_fn(case, device)
+    except Exception as exc:  # e.g. an API this release lacks: recorded, not raised
+        actual = Raised(type(exc).__name__, str(exc))
+    tol = entry.tol_for(case)
+    if entry.torch_does is None:
+        registered = bool(compare(expected, actual, tol))
+    else:
+        try:
+            registered = not compare(entry.torch_does(case, expected), actual, tol)
+        except Exception:
+            registered = False
+    if registered:
+        return REPRODUCES, expected, actual
+    return (CONFORMS if not compare(expected, actual, tol) else DIFFERS), expected, actual
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.id)
@@ -26,6 +53,10 @@ def test_registered_divergence_still_reproduces(entry, device, conform):
         pytest.skip(f"{entry.id} is registered for {', '.join(entry.devices)} only")
     case = entry.repro
     assert entry.when(case), f"{entry.id}: its own repro case does not satisfy its predicate"
-    conform.check(entry.rule, case, entry.reference_fn(case), entry.torch_fn(case, device),
-                  tol=entry.tol_for(case), torch_fn=entry.torch_fn)
-    assert conform.records[entry.rule].known == 1, f"{entry.id} no longer diverges on torch {torch.__version__}"
+    outcome, expected, actual = repro_outcome(entry, device)
+    conform.measure(entry.id, outcome)
+    if not applies_to_build(entry.torch, torch.__version__):
+        pytest.skip(f"{entry.id} is registered for torch {entry.torch}; here its repro {outcome}")
+    conform.check(entry.rule, case, expected, actual, tol=entry.tol_for(case), torch_fn=entry.torch_fn)
+    record = conform.records[entry.rule]
+    assert record.known == 1 or record.fixed, f"{entry.id} no longer diverges on torch {torch.__version__}"

@@ -1,6 +1,7 @@
 """``torchconform``: run the conformance suite, build reports, benchmark, replay repros.
 
     torchconform run    [--area A[,B]] [--profile ci|dev|fuzz] [--device D[,E]] [--out DIR] [--jobs N]
+    torchconform matrix [--release R[,S]] [--keep-envs] [-- RUN ARGS]
     torchconform report DIR... [--out OUT] [--bench A B]
     torchconform bench  [--save-dir D] [--compare A B]
     torchconform repro  PATH [--device D] [--timeout S]
@@ -26,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="torchconform", description="Differential conformance suite and fuzzer for PyTorch builds.")
-    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="{run,report,bench,repro}")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="{run,matrix,report,bench,repro}")
     sub.required = True
 
     r = sub.add_parser("run", help="run the suite against the installed torch and write results + report")
@@ -40,8 +41,17 @@ def _parser() -> argparse.ArgumentParser:
                                          "skips its example database)")
     r.add_argument("--tests", action="append", help="run these test files/directories instead of the areas' "
                                                     "(the areas still define which rules are expected)")
+    r.add_argument("--strict-registry", action="store_true",
+                   help="fail a registered divergence that no longer reproduces even on a build newer than every "
+                        "measured release (default there: status `fixed?`, which does not fail the run)")
     r.add_argument("-q", "--quiet", action="store_true", help="only rule progress and the summary")
     r.add_argument("pytest_args", nargs="*", help="after '--': extra pytest arguments (e.g. -- -k setattr)")
+
+    m = sub.add_parser("matrix", help="run the suite on every torch release of the matrix (tox), record each "
+                                      "release's outcome in reports/matrix/, merge the reports")
+    m.add_argument("--release", action="append", help="release(s), comma-separated or repeated (default: all)")
+    m.add_argument("--keep-envs", action="store_true", help="keep each release's tox env (~5 GB) after its run")
+    m.add_argument("run_args", nargs="*", help="after '--': extra `torchconform run` arguments")
 
     rep = sub.add_parser("report", help="rebuild the HTML report from recorded results; merge several runs")
     rep.add_argument("dirs", nargs="*", help="run directories (each with results.json, or records/ to rebuild from)")
@@ -74,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             from torchconform.run import run
             return run(args)
+        if args.command == "matrix":
+            from torchconform.matrix import matrix
+            return matrix(args)
         if args.command == "report":
             from torchconform.report import report
             return report(args)

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 SCHEMA = 1
-STATUSES = ("fail", "known_divergence", "pass", "skipped")  # worst first
+# worst first; `fixed?`: a registered divergence stopped reproducing on a build newer than every measured release
+STATUSES = ("fail", "fixed?", "known_divergence", "pass", "skipped")
 _RANK = {s: i for i, s in enumerate(STATUSES)}
 NOT_RECORDED = "no test recorded this rule"
 NOT_REACHED_INTERRUPTED = "the run was interrupted before any test recorded this rule"
@@ -51,6 +52,19 @@ def read_records(out: Path) -> tuple[list[dict], list[str]]:
                 continue
             rows.append(row)
     return rows, problems
+
+
+def read_registry_outcomes(out: Path) -> dict[str, dict[str, str]]:
+    """How each registry entry's repro came out, per device (``<out>/registry/*.jsonl``)."""
+    outcomes: dict[str, dict[str, str]] = {}
+    for path in sorted((out / "registry").glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+                outcomes.setdefault(row["entry"], {})[str(row["device"])] = row["outcome"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a truncated last line of a killed run
+    return outcomes
 
 
 def merge_rows(rows: Iterable[dict]) -> list[dict]:
@@ -153,7 +167,8 @@ def divergence_list() -> list[dict]:
 
     from suite.divergences import all_divergences, applies_to_build
 
-    return [{"id": d.id, "rule": d.rule, "torch": d.torch, "reason": d.reason, "evidence": d.evidence,
+    return [{"id": d.id, "rule": d.rule, "also_rules": list(d.also_rules), "bug_in": d.bug_in,
+             "arguable": d.arguable, "torch": d.torch, "reason": d.reason, "evidence": d.evidence,
              "devices": list(d.devices), "applies_to_this_build": applies_to_build(d.torch, torch.__version__),
              "repro_case": repr(d.repro)}
             for d in all_divergences()]
@@ -175,6 +190,7 @@ def build_results(out: Path, meta: dict[str, Any], rules: dict, selected_areas: 
         "record_problems": problems,
         "rules": entries,
         "divergences": divergences,
+        "registry_outcomes": read_registry_outcomes(out),
     }
 
 

@@ -95,7 +95,7 @@ def suite_paths(root: Path, areas: list[str], explicit: list[str] | None) -> lis
 
 
 def pytest_command(paths: list[str], out: Path, profile: str, devices: list[str], jobs: int | None,
-                   seed: int | None, extra: list[str]) -> list[str]:
+                   seed: int | None, extra: list[str], strict_registry: bool = False) -> list[str]:
     # Always -v: pytest.log then names each test before it runs, so a crash can be pinned on one test.
     cmd = [python(), "-m", "pytest", *paths, "--conform-out", str(out), "--hypothesis-profile", profile,
            "--device", ",".join(devices), "-rfE", "--tb=short", "-v"]
@@ -103,6 +103,8 @@ def pytest_command(paths: list[str], out: Path, profile: str, devices: list[str]
         cmd += ["--hypothesis-seed", str(seed)]
     if jobs is not None and jobs > 1:
         cmd += ["-n", str(jobs)]
+    if strict_registry:
+        cmd.append("--strict-registry")
     return cmd + list(extra)
 
 
@@ -128,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
 
     rules, problems = load_rules()
     paths = suite_paths(opts["root"], opts["areas"], args.tests)
-    cmd = pytest_command(paths, out, args.profile, opts["devices"], opts["jobs"], opts["seed"], args.pytest_args)
+    cmd = pytest_command(paths, out, args.profile, opts["devices"], opts["jobs"], opts["seed"], args.pytest_args,
+                         strict_registry=args.strict_registry)
     started = datetime.now(timezone.utc)
     meta = {
         "build": torch_build(),
@@ -217,18 +220,21 @@ def write_report(out: Path, results: dict) -> bool:
 def print_summary(results: dict, out: Path, report_ok: bool) -> None:
     by_area: dict[str, dict[str, int]] = {}
     for entry in results["rules"]:
-        tally = by_area.setdefault(entry["area"], {"pass": 0, "fail": 0, "known_divergence": 0, "skipped": 0,
-                                                   "examples": 0})
+        tally = by_area.setdefault(entry["area"], {"pass": 0, "fail": 0, "known_divergence": 0, "fixed?": 0,
+                                                   "skipped": 0, "examples": 0})
         tally[entry["status"]] += 1
         tally["examples"] += entry["examples"]
     print(f"\ntorchconform: {results['status']} in {results['duration_s']:.1f}s "
           f"(pytest exit {results['pytest_exit_code']})")
     for area, t in by_area.items():
         print(f"  {area:10} pass {t['pass']:4}  fail {t['fail']:3}  known {t['known_divergence']:3}  "
-              f"skipped {t['skipped']:4}  examples {t['examples']}")
+              f"skipped {t['skipped']:4}  " + (f"fixed? {t['fixed?']:3}  " if t['fixed?'] else "")
+              + f"examples {t['examples']}")
     for problem in results["record_problems"]:
         print(f"  warning: {problem}")
     for entry in results["rules"]:
+        if entry["status"] == "fixed?":
+            print(f"  fixed? {entry['id']} [{entry['device']}]: {entry['detail'].splitlines()[0][:160]}")
         if entry["status"] == "fail":
             repro = f"  repro: {out / entry['repro']}" if entry["repro"] else ""
             print(f"  FAIL {entry['id']} [{entry['device']}]{repro}")

@@ -1,0 +1,111 @@
+"""``torchconform matrix [--release R[,S]] [--keep-envs] [-- RUN ARGS]``: the release matrix.
+
+For each release (default: every one of ``suite.matrix.RELEASES``), one after another:
+``tox -e torch<release>`` installs that wheel into its own env and runs
+``torchconform run --profile ci`` into ``reports/out/matrix/torch<release>/``; the release's
+outcome (rule statuses, and how every registry entry's repro came out) is then written to
+``reports/matrix/<release>.json`` -- the committed data the registry's ranges are measured
+from -- and the env is removed (a CUDA wheel is ~5 GB installed).  Finally the runs are
+merged into one report, one column per release: ``reports/out/matrix/index.html``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from torchconform.cli import UsageError, split_list
+
+OUT = Path("reports") / "out" / "matrix"
+
+
+def parse_releases(values: list[str] | None) -> list[str]:
+    from suite.matrix import RELEASES
+
+    releases = split_list(values) or list(RELEASES)
+    unknown = [r for r in releases if r not in RELEASES]
+    if unknown:
+        raise UsageError(f"unknown release {unknown[0]!r} (the matrix has {', '.join(RELEASES)}; "
+                         f"add a tox env and a RELEASES entry for another)")
+    return releases
+
+
+def release_data(results: dict, release: str) -> dict:
+    """The committed form of one release's run: small, stable, diffable."""
+    rules: dict[str, dict[str, str]] = {}
+    for entry in results["rules"]:
+        rules.setdefault(entry["device"], {})[entry["id"]] = entry["status"]
+    registry: dict[str, dict[str, str]] = {}
+    for entry_id, by_device in sorted(results.get("registry_outcomes", {}).items()):
+        for device, outcome in by_device.items():
+            registry.setdefault(device, {})[entry_id] = outcome
+    counts = {k: v for k, v in results["counts"].items() if k != "examples"}
+    return {
+        "release": release,
+        "torch": results["build"]["version"],
+        "cuda": results["build"].get("cuda"),
+        "python": results["machine"]["python"],
+        "machine": {k: results["machine"][k] for k in ("machine", "cpus")},
+        "suite_commit": results.get("suite_commit"),
+        "profile": results.get("profile"),
+        "started": results.get("started"),
+        "duration_s": results.get("duration_s"),
+        "counts": counts,
+        "rules": {d: dict(sorted(r.items())) for d, r in sorted(rules.items())},
+        "registry": registry,
+    }
+
+
+def record_release(run_dir: Path, release: str, matrix_dir: Path) -> Path:
+    from suite.matrix import base_version
+
+    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    version = results["build"]["version"]
+    if base_version(version) != base_version(release):
+        raise UsageError(f"{run_dir} ran torch {version}, not {release}")
+    matrix_dir.mkdir(parents=True, exist_ok=True)
+    path = matrix_dir / f"{release}.json"
+    path.write_text(json.dumps(release_data(results, release), indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def matrix(args: argparse.Namespace) -> int:
+    from suite.matrix import MATRIX_DIR
+
+    releases = parse_releases(args.release)
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "tox.ini").is_file():
+        raise UsageError(f"no tox.ini in {root}: run the matrix from a checkout of the suite")
+    if shutil.which("tox") is None:
+        raise UsageError("tox is not installed (pip install tox tox-uv)")
+    failed = []
+    for release in releases:
+        env = f"torch{release}"
+        run_dir = root / OUT / env
+        shutil.rmtree(run_dir, ignore_errors=True)  # a stale results.json must not pass for this run
+        print(f"torchconform matrix: {env}", flush=True)
+        t0 = time.monotonic()
+        code = subprocess.call(["tox", "-e", env, "--", *args.run_args], cwd=root)
+        wall = time.monotonic() - t0
+        try:
+            path = record_release(run_dir, release, root / MATRIX_DIR.relative_to(root))
+            print(f"torchconform matrix: {release}: exit {code} in {wall:.0f}s (install + run) -> {path}", flush=True)
+        except (OSError, ValueError, KeyError, UsageError) as exc:
+            failed.append(release)
+            print(f"torchconform matrix: error: {release}: no results recorded ({exc})", file=sys.stderr, flush=True)
+        if code != 0:
+            failed.append(release)
+        if not args.keep_envs:
+            shutil.rmtree(root / ".tox" / env, ignore_errors=True)
+    runs = [str(root / OUT / f"torch{r}") for r in releases if (root / OUT / f"torch{r}" / "results.json").exists()]
+    if runs:
+        from torchconform.cli import main
+
+        main(["report", *runs, "--out", str(root / OUT)])
+    if failed:
+        print(f"torchconform matrix: not clean on {', '.join(dict.fromkeys(failed))}", file=sys.stderr)
+    return 1 if failed else 0
