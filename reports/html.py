@@ -22,7 +22,13 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from reference.rules import AREAS
 
 TEMPLATES = Path(__file__).parent / "templates"
-STATUSES = ("pass", "fail", "known_divergence", "skipped")
+STATUSES = ("pass", "fail", "fixed?", "known_divergence", "skipped")
+WORST_FIRST = ("fail", "fixed?", "known_divergence", "pass", "skipped")
+
+
+def css_class(status: str) -> str:
+    """A status as a CSS class name (``fixed?`` is not a valid one)."""
+    return {"fixed?": "fixed_maybe"}.get(status, status)
 
 
 class InputError(Exception):
@@ -150,18 +156,29 @@ def matrix(df: pd.DataFrame, runs: list[Run]) -> tuple[list[tuple[str, str]], li
     for rid, g in df.groupby("id", sort=True):
         cells = {(b, d): {"status": s, "examples": x, "note": t.strip().splitlines()[0][:200] if t.strip() else ""}
                  for b, d, s, x, t in zip(g["build"], g["device"], g["status"], g["examples"], g["detail"])}
-        differs = any(len({cells[(b, d)]["status"] for b in builds if (b, d) in cells}) > 1
-                      for d in {c[1] for c in columns})
+        changes = outcome_changes(cells, builds, sorted({c[1] for c in columns}))
         first = g.iloc[0]
         rows.append({"id": rid, "area": first["area"], "statement": first["statement"],
                      "citation": first["citation"], "cells": [cells.get(c) for c in columns],
-                     "differs": differs, "worst": _worst(cells.values())})
+                     "differs": bool(changes), "changes": changes, "worst": _worst(cells.values())})
     return columns, rows
+
+
+def outcome_changes(cells: dict, builds: list[str], devices: list[str]) -> list[str]:
+    """Where a rule's outcome changes from one build to the next (builds in column order, e.g. by release):
+    ``"2.6.0 (cpu): fail -> pass"``."""
+    changes = []
+    for device in devices:
+        seen = [(b, cells[(b, device)]["status"]) for b in builds if (b, device) in cells]
+        for (_, before), (build, after) in zip(seen, seen[1:]):
+            if before != after:
+                changes.append(f"{build} ({device}): {before.replace('_', ' ')} -> {after.replace('_', ' ')}")
+    return changes
 
 
 def _worst(cells) -> str:
     statuses = {c["status"] for c in cells}
-    return next((s for s in ("fail", "known_divergence", "pass", "skipped") if s in statuses), "skipped")
+    return next((s for s in WORST_FIRST if s in statuses), "skipped")
 
 
 def _top_level(text: str, needle: str) -> list[int]:
@@ -224,14 +241,59 @@ def failures(df: pd.DataFrame) -> list[dict]:
     return [{**row, **parse_detail(row["detail"])} for row in fails.to_dict("records")]
 
 
+def release_history(runs: list[Run]) -> dict[str, dict[str, str]]:
+    """entry id -> {release: outcome of its repro}: the committed release matrix (reports/matrix/), overlaid
+    with the outcomes the given runs measured (their own builds)."""
+    from suite.matrix import MATRIX_DIR, base_version, load
+
+    history: dict[str, dict[str, str]] = {}
+    sources = [(release, data.get("registry") or {}) for release, data in load(MATRIX_DIR).items()]
+    for run in runs:
+        version = (run.data.get("build") or {}).get("version") or run.data.get("torch_version")
+        by_entry = run.data.get("registry_outcomes") or {}
+        if version:
+            by_device: dict[str, dict[str, str]] = {}
+            for entry_id, outcomes in by_entry.items():
+                for device, outcome in outcomes.items():
+                    by_device.setdefault(device.split(":")[0], {})[entry_id] = outcome
+            sources.append((str(base_version(version)), by_device))
+    for release, by_device in sources:
+        for device, outcomes in by_device.items():
+            for entry_id, outcome in outcomes.items():
+                history.setdefault(entry_id, {})[f"{release}|{device}"] = outcome
+    return history
+
+
+def first_seen_fixed_in(outcomes: dict[str, str]) -> tuple[str, str]:
+    """From {"release|device": outcome}: the first release where the repro reproduced, and the first release
+    after the last reproducing one where it did not (empty: still reproduces on the newest measured)."""
+    from packaging.version import Version
+
+    from suite.matrix import REPRODUCES
+
+    per_release: dict[str, bool] = {}
+    for key, outcome in outcomes.items():
+        release = key.split("|", 1)[0]
+        per_release[release] = per_release.get(release, False) or outcome == REPRODUCES
+    ordered = sorted(per_release.items(), key=lambda kv: Version(kv[0]))
+    seen = [r for r, reproduces in ordered if reproduces]
+    if not seen:
+        return "never reproduced", ""
+    later = [r for r, reproduces in ordered if Version(r) > Version(seen[-1]) and not reproduces]
+    return seen[0], (later[0] if later else "")
+
+
 def divergences(runs: list[Run], df: pd.DataFrame) -> list[dict]:
-    """Registry entries of all runs, with where a run actually hit them."""
+    """Registry entries of all runs, with where a run actually hit them and their history across releases."""
     entries: dict[str, dict] = {}
     for run in runs:
         for d in run.data.get("divergences") or []:
             entry = entries.setdefault(d["id"], {**d, "applies": [], "hit": []})
             if d.get("applies_to_this_build"):
                 entry["applies"].append(run.label)
+    history = release_history(runs)
+    for entry in entries.values():
+        entry["first_seen"], entry["fixed_in"] = first_seen_fixed_in(history.get(entry["id"], {}))
     known = df[df["status"] == "known_divergence"]
     for entry in entries.values():
         hits = known[known["detail"].str.contains(f"(?:^|\n){re.escape(entry['id'])}:", regex=True)]
@@ -248,6 +310,7 @@ def render_report(runs: list[Run], out: Path, bench: dict | None = None, errors:
     columns, rows = matrix(df, runs)
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
+    env.filters["css"] = css_class
     html = env.get_template("report.html.j2").render(
         runs=runs, areas=list(AREAS), summary=summary(df, runs), columns=columns, rows=rows,
         failures=failures(df), divergences=divergences(runs, df), bench=bench, errors=errors or [],

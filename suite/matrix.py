@@ -51,3 +51,36 @@ def beyond_measured(torch_version: str, directory: Path = MATRIX_DIR) -> bool:
     that stopped reproducing is reported as ``fixed?`` (probably fixed upstream), not as a failure."""
     newest = newest_measured(directory)
     return newest is not None and base_version(torch_version) > newest
+
+
+def measured_range(observations: dict[str, str], releases: tuple[str, ...] = RELEASES) -> str | None:
+    """The version range an entry's observations (release -> repro outcome) support, drawn at minor
+    boundaries: from the first release that reproduces; an upper bound only where a measured later
+    release did not; a gap excluded as ``!=X.Y.*``.  None when it reproduced nowhere."""
+    measured = [r for r in releases if r in observations]
+    hits = [r for r in measured if observations[r] == REPRODUCES]
+    if not hits:
+        return None
+
+    def minor(release: str) -> str:
+        v = Version(release)
+        return f"{v.major}.{v.minor}"
+
+    parts = [f">={minor(hits[0])}"]
+    after = [r for r in measured if Version(r) > Version(hits[-1])]
+    if after:
+        parts.append(f"<{minor(after[0])}")
+    parts += [f"!={minor(r)}.*" for r in measured
+              if Version(hits[0]) < Version(r) < Version(hits[-1]) and observations[r] != REPRODUCES]
+    # releases of the matrix nobody measured (a CUDA entry seen on one GPU) stay outside
+    unmeasured_inside = [r for r in releases if r not in observations and Version(hits[0]) < Version(r)
+                         and (not after or Version(r) < Version(after[0]))]
+    parts += [f"!={minor(r)}.*" for r in unmeasured_inside]
+    if not after and releases[-1] not in observations:
+        parts = [p for p in parts if not p.startswith("!=")] + [f"<{_next_minor(hits[-1])}"]
+    return ",".join(parts)
+
+
+def _next_minor(release: str) -> str:
+    v = Version(release)
+    return f"{v.major}.{v.minor + 1}"

@@ -20,7 +20,7 @@ import pytest
 from packaging.version import Version
 
 from suite.divergences import all_divergences, applies_to_build
-from suite.matrix import MATRIX_DIR, RELEASES, REPRODUCES, load
+from suite.matrix import MATRIX_DIR, RELEASES, REPRODUCES, load, measured_range
 
 CPU = load(MATRIX_DIR)
 CUDA = load(MATRIX_DIR / "cuda")
@@ -42,20 +42,21 @@ def test_range_is_the_measured_one(entry):
     seen = observations(entry)
     assert any(o == REPRODUCES for o in seen.values()), \
         f"{entry.id}: its repro reproduced on no measured release ({seen or 'never measured'}); run the matrix"
+    hint = f" (the matrix measured {measured_range(seen)!r})"
     for release in RELEASES:
         declared = applies_to_build(entry.torch, release)
         if release in seen:
             measured = seen[release] == REPRODUCES
             assert declared == measured, (f"{entry.id}: range {entry.torch!r} {'includes' if declared else 'excludes'} "
-                                          f"{release}, where its repro {seen[release]}")
+                                          f"{release}, where its repro {seen[release]}{hint}")
         else:
-            assert not declared, f"{entry.id}: range {entry.torch!r} includes {release}, which nobody measured"
+            assert not declared, f"{entry.id}: range {entry.torch!r} includes {release}, which nobody measured{hint}"
     newest = RELEASES[-1]
     if seen.get(newest) == REPRODUCES:
         nxt = Version(newest)
         for later in (f"{nxt.major}.{nxt.minor}.{nxt.micro + 1}", f"{nxt.major}.{nxt.minor + 1}.0", f"{nxt.major + 1}.0.0"):
             assert applies_to_build(entry.torch, later), \
-                f"{entry.id}: reproduces on {newest}, yet its range {entry.torch!r} ends before {later} (unmeasured)"
+                f"{entry.id}: reproduces on {newest}, yet its range {entry.torch!r} ends before {later} (unmeasured){hint}"
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.id)
@@ -70,3 +71,11 @@ def test_matrix_files_are_the_matrix_releases():
     assert set(CPU) <= set(RELEASES), f"data for releases outside the matrix: {sorted(set(CPU) - set(RELEASES))}"
     for release, data in CPU.items():
         assert Version(data["torch"].split("+")[0]) == Version(release), f"{release}.json ran torch {data['torch']}"
+
+
+def test_measured_range_is_drawn_from_observations():
+    r, c = REPRODUCES, "conforms"
+    assert measured_range({"2.4.1": r, "2.5.1": r, "2.6.0": c}) == ">=2.4,<2.6"
+    assert measured_range({release: r for release in RELEASES}) == ">=2.4"
+    assert measured_range({"2.11.0": r}) == ">=2.11,<2.12", "a single GPU observation says only that release"
+    assert measured_range({"2.4.1": c}) is None

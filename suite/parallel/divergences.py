@@ -42,6 +42,37 @@ def _gather_quirk(case):
     return ref.gather_outcome(case, quirks=True)
 
 
+def _truncated(nodes: list) -> list:
+    """The replicas' outputs as a zip() without strict=True sees them: every sequence cut to the shortest."""
+    if all(n[0] == "seq" for n in nodes):
+        shortest = min(len(n[2]) for n in nodes)
+        if nodes[0][1].startswith("Rec") and shortest < len(nodes[0][2]):
+            raise _NamedTupleTooShort  # type(out)._make(fewer values than fields)
+        columns = [_truncated([n[2][j] for n in nodes]) for j in range(shortest)]
+        return [("seq", n[1], tuple(col[r] for col in columns)) for r, n in enumerate(nodes)]
+    if all(n[0] == "map" for n in nodes) and all(len(n[2]) == len(nodes[0][2]) for n in nodes):
+        keys = [k for k, _ in nodes[0][2]]
+        if all(sorted(k for k, _ in n[2]) == sorted(keys) for n in nodes):
+            columns = {k: _truncated([dict(n[2])[k] for n in nodes]) for k in keys}
+            return [("map", n[1], tuple((k, columns[k][r]) for k in keys)) for r, n in enumerate(nodes)]
+    return nodes
+
+
+class _NamedTupleTooShort(Exception):
+    pass
+
+
+def _gather_truncating(case):
+    """gather before zip(..., strict=True): sequences of different lengths are cut to the shortest (a
+    namedtuple of the first replica cut below its field count then fails to rebuild: TypeError)."""
+    try:
+        outputs = tuple(_truncated(list(case.outputs)))
+    except _NamedTupleTooShort:
+        return {"result": Raised("TypeError"), "warnings": None}
+    return ref.gather_outcome(GatherCase(outputs=outputs, dim=case.dim,
+                                         dtype=case.dtype))
+
+
 def _replicate_quirk(case):
     return ref.replicate_outcome(case, quirks=True)
 
@@ -94,6 +125,18 @@ DIVERGENCES = [
                   ScatterKwargsCase(inputs=("seq", "tuple", (("T", 1, (3,)),)),
                                     kwargs=("map", "dict", (("a", ("T", 2, (2,))), ("b", ("int", 1)))),
                                     n_devices=3)),
+    Divergence(
+        id="parallel-gather-sequence-length-truncates",
+        rule=ref.GATHER_SEQUENCE, torch=">=2.4,<2.10",
+        reason="replica outputs that are sequences of different lengths are silently cut to the shortest "
+               "(zip without strict=True): the extra elements of the longer replicas are dropped instead of "
+               "the structure mismatch raising ValueError",
+        evidence=f"{SG} gather_map: `type(out)(map(gather_map, zip(*outputs)))`; later releases use "
+                 "`zip(*outputs, strict=True)` (2.10, where the ValueError appears)",
+        when=lambda case: _differs(ref.gather_outcome, _gather_truncating, case),
+        torch_does=lambda case, expected: _gather_truncating(case),
+        repro=GatherCase(outputs=(("seq", "list", ()), ("seq", "list", (("T", 101, (1,)),)))),
+        reference_fn=ref.gather_outcome, torch_fn=ts.run_gather),
     Divergence(
         id="parallel-gather-none-first",
         rule=ref.GATHER_NONE, torch=ALL,

@@ -33,7 +33,7 @@ def accelerator_only(device: str) -> None:
 @FEW
 @given(case=S.fallback_cases)
 def test_cpu_fallback(conform, device, case):
-    if torch.accelerator.is_available():
+    if ts.accelerator_available():
         pytest.skip("this build has an accelerator: DataParallel does not fall back")
     conform.check(ref.DP_FALLBACK, case, ref.fallback_outcome(case), ts.run_fallback(case, device),
                   torch_fn=ts.run_fallback)

@@ -62,7 +62,7 @@ def test_parallel_apply_no_device(conform, device, case):
 @FEW
 @given(case=S.apply_cases())
 def test_parallel_apply_cpu_build(conform, device, case):
-    if torch.accelerator.is_available():
+    if ts.accelerator_available():
         pytest.skip("this build has an accelerator: the CPU-only behaviour does not apply")
     conform.check(ref.APPLY_CPU_BUILD, case, ref.parallel_apply_cpu_build(case),
                   ts.run_parallel_apply_unpatched(case, device), torch_fn=ts.run_parallel_apply_unpatched)

@@ -128,11 +128,42 @@ class CpuAccelerator:
         return contextlib.nullcontext()
 
 
+class CpuCuda:
+    """What parallel_apply asked of torch.cuda before it moved to torch.accelerator (2.4 .. 2.7): streams and
+    device guards that do nothing; everything else (e.g. the torch.cuda.Stream annotation) is torch.cuda's."""
+
+    @staticmethod
+    def current_stream(device=None):
+        return contextlib.nullcontext()
+
+    @staticmethod
+    def device(device):
+        return contextlib.nullcontext()
+
+    @staticmethod
+    def stream(stream):
+        return contextlib.nullcontext()
+
+    def __getattr__(self, name):
+        return getattr(torch.cuda, name)
+
+
 class TorchWithCpuAccelerator:
     accelerator = CpuAccelerator
+    cuda = CpuCuda()
 
     def __getattr__(self, name):
         return getattr(torch, name)
+
+
+def accelerator_available() -> bool:
+    """Whether DataParallel / parallel_apply see an accelerator: torch.accelerator where the release has it,
+    else what DataParallel itself asks before it (torch._utils._get_available_device_type, 2.4 and 2.5).  A
+    CUDA wheel on a machine without a GPU has none."""
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None:
+        return bool(accelerator.is_available())
+    return torch._utils._get_available_device_type() is not None
 
 
 @contextlib.contextmanager
