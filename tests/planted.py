@@ -14,3 +14,12 @@ PLANTED = rule("module.selftest.planted", "a + b == a + b + 1 (a planted, false 
 
 def reference_add(case) -> float:
     return case.a + case.b + 1.0
+
+# A second rule the same planted behaviour affects (the registry's also_rules).
+PLANTED_TOO = rule("module.selftest.planted_too", "the planted rule, seen through another check", "tests/planted.py")
+
+HONEST = rule("module.selftest.honest", "a + b == a + b (a true rule)", "tests/planted.py")
+
+
+def reference_add_honest(case) -> float:
+    return case.a + case.b

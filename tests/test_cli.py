@@ -182,3 +182,27 @@ def test_a_crash_is_pinned_on_the_test_pytest_announced_last(tmp_path):
     assert last_started_test(log) == "suite/x/test_a.py::test_two[cpu]"
     assert run_status(-11, False) == "crashed (signal 11)" and run_status(2, True) == "interrupted"
     assert run_status(4, False).startswith("pytest error (exit 4)")
+
+
+@pytest.mark.timeout(240)
+def test_a_failing_check_fails_only_its_rule(tmp_path):
+    out = tmp_path / "run"
+    proc = _cli(["run", "--area", "module", "--out", str(out), "-q",
+                 "--tests", str(FIXTURES / "attribution_test.py"), "--", "-k", "many_rules"], cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    status = {e["id"]: e for e in json.loads((out / "results.json").read_text())["rules"]}
+    assert status["module.selftest.planted"]["status"] == "fail"
+    assert status["module.selftest.honest"]["status"] == "pass" and status["module.selftest.honest"]["examples"] > 0
+    too = status["module.selftest.planted_too"]
+    assert too["status"] == "skipped" and "stopped at another rule's failure" in too["detail"]
+
+
+@pytest.mark.timeout(240)
+def test_an_error_no_check_claims_fails_every_declared_rule(tmp_path):
+    out = tmp_path / "run"
+    proc = _cli(["run", "--area", "module", "--out", str(out), "-q",
+                 "--tests", str(FIXTURES / "attribution_test.py"), "--", "-k", "broken_harness"], cwd=tmp_path)
+    assert proc.returncode == 1
+    status = {e["id"]: e for e in json.loads((out / "results.json").read_text())["rules"]}
+    assert status["module.selftest.honest"]["status"] == "fail"
+    assert "the test itself broke" in status["module.selftest.honest"]["detail"]

@@ -92,3 +92,55 @@ def test_tolerance_may_be_derived_per_case():
     entry = _entry(tol=lambda case: tolerance("float32", scale=abs(case.a)))
     assert entry.tol_for(AddCase(2.0, 0.0)).atol == pytest.approx(2 * tolerance("float32").rtol)
     assert _entry().tol_for(AddCase(2.0, 0.0)).rtol == 0.0
+
+
+# ---- builds beyond the matrix: `fixed?` instead of a failure, unless --strict-registry ----------------------
+def _conform(strict: bool):
+    return Conform(device="cpu", out=None, test="t", strict_registry=strict)
+
+
+def test_beyond_every_measured_release_a_stopped_divergence_is_fixed_maybe(registered, monkeypatch):
+    import suite.matrix
+
+    registered(_entry())
+    monkeypatch.setattr(suite.matrix, "beyond_measured", lambda version: True)
+    case = AddCase(1.0, 2.0)
+    c = _conform(strict=False)
+    c.check(PLANTED, case, reference_add(case), reference_add(case), torch_fn=torch_add)
+    assert c.records[PLANTED].fixed == "planted-off-by-one" and c.records[PLANTED].failure is None
+    with pytest.raises(ConformanceFailure, match="did not reproduce"):
+        _conform(strict=True).check(PLANTED, case, reference_add(case), reference_add(case), torch_fn=torch_add)
+
+
+def test_within_the_measured_releases_a_stopped_divergence_fails_even_when_lenient(registered, monkeypatch):
+    import suite.matrix
+
+    registered(_entry())
+    monkeypatch.setattr(suite.matrix, "beyond_measured", lambda version: False)
+    case = AddCase(1.0, 2.0)
+    with pytest.raises(ConformanceFailure, match="did not reproduce"):
+        _conform(strict=False).check(PLANTED, case, reference_add(case), reference_add(case), torch_fn=torch_add)
+
+
+def test_beyond_measured_compares_releases_not_local_tags(tmp_path):
+    import json
+
+    from suite.matrix import beyond_measured, load
+
+    (tmp_path / "2.15.0.json").write_text(json.dumps({"release": "2.15.0", "torch": "2.15.0+cu130"}))
+    load.cache_clear()
+    try:
+        assert beyond_measured("2.15.1+cu130", tmp_path) and beyond_measured("2.16.0a0+git", tmp_path)
+        assert not beyond_measured("2.15.0+cpu", tmp_path) and not beyond_measured("2.13.1", tmp_path)
+    finally:
+        load.cache_clear()
+
+
+def test_also_rules_recognise_the_entry_under_every_affected_rule(registered):
+    from tests.planted import PLANTED_TOO
+
+    registered(_entry(also_rules=(PLANTED_TOO,)))
+    case = AddCase(1.0, 2.0)
+    c = Conform(device="cpu", out=None, test="t")
+    c.check(PLANTED_TOO, case, reference_add(case), torch_add(case, "cpu"), torch_fn=torch_add)
+    assert c.records[PLANTED_TOO].known == 1
