@@ -70,9 +70,13 @@ KWARGS_PAD = rule(
     f"{SG}: scatter_kwargs")
 KWARGS_NON_TENSOR = rule(
     "parallel.scatter_kwargs.non_tensor",
-    "non-tensor kwargs are replicated to every device, so a batch smaller than the device count gets its "
-    "positional inputs padded with () up to the device count" + STANDIN,
-    f"{SG}: scatter_kwargs; pytorch/pytorch#31460")
+    "non-tensor kwargs are duplicated to every device (scatter: 'Duplicates references to objects that are "
+    "not tensors'), so where the tensors scatter into fewer chunks than there are devices, scatter_kwargs "
+    "pads the positional inputs with () up to the kwargs' length" + STANDIN,
+    # The two documented behaviours compose to this; what DataParallel then does with an empty input
+    # (pytorch/pytorch#31460, open) lies outside its contract ("The batch size should be larger than the
+    # number of GPUs used") and is not modelled.
+    f"{SG}: scatter (docstring), scatter_kwargs (pads the shorter of inputs / kwargs)")
 
 # ---- gather -------------------------------------------------------------------------------------
 GATHER_CONCAT = rule(

@@ -92,6 +92,7 @@ DIVERGENCES = [
         torch_fn=seq_step),
     Divergence(
         id="norm-failed-call-counted",
+        arguable=True,  # shared/research/registry-audit.md: exception-safety of a counter; matters only with momentum=None after a caught error
         rule=ref.RUNNING_COUNTER,
         torch=">=2.4",
         reason="a training forward that raises (e.g. 'Expected more than 1 value per channel when training') "

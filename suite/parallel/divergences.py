@@ -139,6 +139,7 @@ DIVERGENCES = [
         reference_fn=ref.gather_outcome, torch_fn=ts.run_gather),
     Divergence(
         id="parallel-gather-none-first",
+        arguable=True,  # shared/research/registry-audit.md: both inputs are invalid replica outputs; dropping one is poor but arguable
         rule=ref.GATHER_NONE, torch=ALL,
         reason="gather returns None as soon as the first replica's output is None, silently dropping the "
                "other replicas' tensors at that position (the same mix with the None elsewhere raises)",
@@ -161,6 +162,7 @@ DIVERGENCES = [
         reference_fn=ref.gather_outcome, torch_fn=ts.run_gather),
     Divergence(
         id="parallel-replicate-detach-registers-originals",
+        arguable=True,  # shared/research/registry-audit.md: an internal replica detail with no documented contract
         rule=ref.REPLICATE_PARAMS, torch=ALL,
         reason="under detach (DataParallel.replicate passes detach=not torch.is_grad_enabled()), "
                "comm.broadcast_coalesced returns devices[0]'s tensors as-is, so replica 0 receives the original "
@@ -178,6 +180,7 @@ DIVERGENCES = [
         torch_fn=ts.run_replicate_params),
     Divergence(
         id="parallel-apply-no-device-message",
+        arguable=True,  # shared/research/registry-audit.md: wrong code, but unreachable on stock builds: only the CPU stand-in reaches it
         rule=ref.APPLY_NO_DEVICE, torch=ALL,
         reason="(reachable where no current device resolves, e.g. the CPU stand-in) the intended error for a "
                "replica without device and tensor input is built as "
