@@ -148,10 +148,17 @@ def test_unordered_dispatch_skips_full_workers():
     # W=2, prefetch_factor=1: priming puts s0->w0, s1->w1.  s1 arrives first: w1 frees its slot and
     # s2 is put; the cycle points at w0, which is full (s0 outstanding), so s2 goes to w1.  Then s0
     # arrives and s3 goes to w0.
-    assert R.unordered_dispatch([1, 0, 2, 3], 2, 1, 4) == [1, 0, 1, 0]
+    assert R.unordered_dispatch([1, 0, 2, 3], 2, 1, 4, capacity=True) == [1, 0, 1, 0]
     # arrivals in dispatch order give plain round-robin
-    assert R.unordered_dispatch([0, 1, 2, 3, 4], 2, 1, 5) == [0, 1, 0, 1, 0]
-    assert R.unordered_dispatch([7], 2, 1, 4) == [-1]  # a batch never dispatched
+    assert R.unordered_dispatch([0, 1, 2, 3, 4], 2, 1, 5, capacity=True) == [0, 1, 0, 1, 0]
+    assert R.unordered_dispatch([7], 2, 1, 4, capacity=True) == [-1]  # a batch never dispatched
+
+
+def test_unordered_dispatch_before_capacity_rule():
+    # torch 2.6 (in_order=False without the 2.7 capacity rule): s2 goes to the next worker of the
+    # cycle, w0, although s0 is still outstanding there -- batch s on worker s mod W
+    assert R.unordered_dispatch([1, 0, 2, 3], 2, 1, 4, capacity=False) == [1, 0, 0, 1]
+    assert R.unordered_dispatch([2, 0, 1, 3, 4], 3, 2, 5, capacity=False) == [2, 0, 1, 0, 1]
 
 
 def test_subset_getitems_golden():

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reference.rules import rule
+from reference.versions import since
 from suite.compare import Raised
 from reference.data.rng import DOC, LOADER, WORKER, M32, global_seed, MT
 from suite.data.torch_side import HANG_TIMEOUT
@@ -36,9 +37,10 @@ W_UNORDERED_BOUND = rule("data.workers.unordered_bound",
 W_UNORDERED_DISPATCH = rule("data.workers.unordered_capacity_dispatch",
                             "With in_order=False (map-style) each batch goes to the next worker in round-robin "
                             "order that has fewer than prefetch_factor batches outstanding, so which worker fetches "
-                            "which batch follows from the order the results were received in.",
+                            "which batch follows from the order the results were received in (torch >= 2.7; in "
+                            "2.6 every batch goes to the next worker of the cycle, as with in_order=True).",
                             f"{LOADER}: _MultiProcessingDataLoaderIter._try_put_index (distribute work to a worker "
-                            "if it has capacity), _process_data")
+                            "if it has capacity), _process_data; pytorch/pytorch#142324 (2.7)")
 I_REPLICA = rule("data.iterable.replicas",
                  "Each worker iterates its own replica of an IterableDataset: without sharding every item appears "
                  "once per worker.", f"{DOC}#torch.utils.data.IterableDataset")
@@ -211,12 +213,22 @@ def _fetch_in_workers(batches, assign, procs, case, window) -> list:
     return out
 
 
-def unordered_dispatch(received: list[int], workers: int, prefetch_factor: int, batches: int) -> list[int]:
+def unordered_dispatch(received: list[int], workers: int, prefetch_factor: int, batches: int,
+                       capacity: bool | None = None) -> list[int]:
     """For in_order=False: the worker each received batch (given by sampler position, in the order the
     main process received them) was dispatched to.  Dispatch happens only in the main process: the
     priming puts prefetch_factor*workers batches, then each received batch frees a slot of its worker
     and puts one more; a put takes the next worker in the cycle with < prefetch_factor outstanding
-    (max_tasks // active workers, all active for a map-style dataset).  -1: never dispatched."""
+    (max_tasks // active workers, all active for a map-style dataset).  -1: never dispatched.
+
+    ``capacity`` (default: the installed release's contract) selects that capacity rule, documented
+    from torch 2.7 on (pytorch/pytorch#142324, "Dataloader distribute tasks to workers when in_order is
+    False": a task goes to a worker only if it has fewer than prefetch_factor outstanding).  In torch
+    2.6, where in_order was introduced (pytorch/pytorch#141833), out-of-order loading changed only the
+    order batches are *returned* in: every put takes the next worker of the cycle, as with in_order=True
+    (torch 2.6.0 dataloader.py: _try_put_index breaks on the first active worker)."""
+    if capacity is None:
+        capacity = since("2.7")
     outstanding = [0] * workers
     worker_of: dict[int, int] = {}
     state = {"cycle": 0, "sent": 0}
@@ -227,7 +239,7 @@ def unordered_dispatch(received: list[int], workers: int, prefetch_factor: int, 
         for _ in range(workers):
             w = state["cycle"]
             state["cycle"] = (w + 1) % workers
-            if outstanding[w] < prefetch_factor:
+            if not capacity or outstanding[w] < prefetch_factor:
                 break
         else:
             return

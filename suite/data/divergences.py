@@ -1,12 +1,18 @@
-"""Known divergences of torch.utils.data from its documented behaviour (torch 2.13 CPU)."""
+"""Known divergences of torch.utils.data from its documented behaviour.
+
+Every range is the one measured on the release matrix (2.4.1 .. 2.15.0, CPU): it starts at 2.4,
+the oldest release measured, wherever the repro already reproduces there."""
 from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from reference import data as R
+from reference.versions import since
 from suite.compare import Raised
-from suite.data.torch_side import (LoaderArgsCase, SamplerCase, sampler_passes, torch_sampler,
-                                   torch_iterable_len_warning, torch_loader_args)
+from suite.data.torch_side import (CollateCase, LoaderArgsCase, SamplerCase, make_batch, sampler_passes,
+                                   torch_collate, torch_iterable_len_warning, torch_loader_args, torch_sampler)
 from suite.divergences import Divergence
 
 
@@ -32,8 +38,64 @@ def _prefetch_zero_torch(case, expected):
         return out
     out["prefetch_factor"] = 0
     if case.iterate:
-        out["first"] = Raised("AssertionError", "prefetch_factor must be greater than 0 for MultiProcessingDataLoaderIter")
+        # a bare `assert self._prefetch_factor > 0` (empty message) up to torch 2.9; from 2.10 an explicit
+        # AssertionError with a message (measured on 2.9.1 and 2.10.0; dataloader.py of each release)
+        out["first"] = Raised("AssertionError", r"prefetch_factor must be greater than 0 for MultiProcessingDataLoaderIter"
+                              if since("2.10") else r"^$")
     return out
+
+
+NUMPY_BOOL_ERROR = r"'numpy\.bool' object cannot be interpreted as an integer"
+
+
+def _children(spec) -> list:
+    """The sub-specs of a container spec, in the order collate and default_convert visit them."""
+    kind = spec[0]
+    if kind == "map":
+        return [sub for _, sub in spec[2]]
+    if kind == "namedtuple":
+        return [spec[1], spec[2]]
+    if kind in ("tuple", "list"):
+        return list(spec[1])
+    if kind == "ragged":
+        return [spec[1]]
+    return []
+
+
+def _is_numpy_bool(spec) -> bool:
+    return spec[0] == "npscalar" and spec[1] == "bool_"
+
+
+def _first_collate_event(spec, batch: int):
+    """Walks a collate spec in the order collate() visits it: "numpy_bool" where a numpy bool scalar is
+    reached first, "error" where another documented error (unsupported type, string array, sparse,
+    unequal lengths) is raised first, None where collation succeeds."""
+    kind = spec[0]
+    if _is_numpy_bool(spec):
+        return "numpy_bool"
+    if kind in ("none", "opaque", "sparse") or (kind == "ndarray" and spec[1].lstrip("<>=|")[0] in "SaUO"):
+        return "error"
+    if kind == "ragged" and batch > 1:  # the length check comes before the positions are collated
+        return "error"
+    for child in _children(spec):
+        event = _first_collate_event(child, batch)
+        if event:
+            return event
+    return None
+
+
+def _has_numpy_bool(spec) -> bool:
+    return _is_numpy_bool(spec) or any(_has_numpy_bool(child) for child in _children(spec))
+
+
+def _numpy_bool_reached(case) -> bool:
+    # NumPy 1.x numpy.bool still has a (deprecated) __index__, and torch 2.4.1 then returns the documented
+    # bool tensor (measured with NumPy 1.26.4, with a DeprecationWarning): the bug needs NumPy >= 2
+    if np.lib.NumpyVersion(np.__version__) < "2.0.0":
+        return False
+    if case.mode == "convert":  # default_convert converts every sample, and every value in it
+        return _has_numpy_bool(case.spec)
+    return _first_collate_event(case.spec, case.batch) == "numpy_bool"
 
 
 def _shuffle_empty(case) -> bool:
@@ -57,7 +119,7 @@ DIVERGENCES = [
     Divergence(
         id="data-weighted-zero-weight-drawn",
         rule=R.W_ZERO,
-        torch=">=2.0",
+        torch=">=2.4",
         reason="WeightedRandomSampler(replacement=False) asked for more samples than there are non-zero weights "
                "returns zero-weight indices instead of raising; which zero-weight indices (ties in topk of keys "
                "w/Exp(1) = 0) is unspecified, so any deviation within `when` is accepted",
@@ -74,7 +136,7 @@ DIVERGENCES = [
     Divergence(
         id="data-random-sampler-num-samples-bool",
         rule=R.RS_VALID,
-        torch=">=2.0",
+        torch=">=2.4",
         reason="RandomSampler accepts num_samples=True as 1 (isinstance(True, int)), while WeightedRandomSampler "
                "and BatchSampler reject bools for the same kind of argument with ValueError",
         evidence="torch/utils/data/sampler.py: RandomSampler.__init__ checks isinstance(num_samples, int) only; "
@@ -88,7 +150,7 @@ DIVERGENCES = [
     Divergence(
         id="data-prefetch-factor-zero",
         rule=R.L_PREFETCH_POS,
-        torch=">=2.0",
+        torch=">=2.4",
         reason="prefetch_factor=0 with num_workers>0 passes DataLoader's check (only negatives are rejected) and "
                "fails later, at iter(), with AssertionError('prefetch_factor must be greater than 0 for "
                "MultiProcessingDataLoaderIter'): an invalid argument surfaces as an internal assertion",
@@ -103,7 +165,7 @@ DIVERGENCES = [
     Divergence(
         id="data-iterable-len-warning-counts-batches-against-samples",
         rule=R.L_LEN_WARN,
-        torch=">=1.6",
+        torch=">=2.4",
         reason="With batch_size > 1 the 'Length of IterableDataset ... samples have been fetched' warning compares "
                "the number of batches yielded with len(dataset) (a sample count) instead of len(loader): an "
                "iterable dataset yielding more than its __len__ goes unwarned until batches exceed samples",
@@ -119,7 +181,7 @@ DIVERGENCES = [
     Divergence(
         id="data-shuffle-empty-map-dataset",
         rule=R.L_DEFAULTS,
-        torch=">=1.0",
+        torch=">=2.4",
         reason="DataLoader(empty map-style dataset, shuffle=True) raises ValueError('num_samples should be a "
                "positive integer value, but got num_samples=0') at construction -- an argument the caller never "
                "passed -- while shuffle=False accepts the same dataset and yields nothing; the DataLoader docs "
@@ -133,5 +195,26 @@ DIVERGENCES = [
         repro=LoaderArgsCase(iterable=False, n=0, shuffle=True),
         reference_fn=lambda case: R.loader_args_outcome(case)[1],
         torch_fn=torch_loader_args,
+    ),
+    Divergence(
+        id="data-collate-numpy-bool-scalar",
+        rule=R.C_NPSCALAR,
+        also_rules=(R.C_CUSTOM_MAP, R.C_CONVERT, R.C_WORKER, R.C_MAP, R.C_NT, R.C_SEQ),
+        torch=">=2.4,<2.9",
+        reason="default_collate, collate(collate_fn_map=...) and default_convert (batch_size=None) raise "
+               "TypeError(\"'numpy.bool' object cannot be interpreted as an integer\") for numpy bool scalars "
+               "(under NumPy 2) instead of returning a bool tensor: collate_numpy_scalar_fn and default_convert "
+               "call torch.as_tensor, whose scalar conversion treated numpy.bool as an integer; the error "
+               "surfaces wherever collation reaches such a scalar (inside mappings, namedtuples, sequences, "
+               "and re-raised from a DataLoader worker)",
+        evidence="https://github.com/pytorch/pytorch/issues/157973 ('numpy.bool' object cannot be interpreted as "
+                 "an integer, NumPy >= 2), fixed by https://github.com/pytorch/pytorch/pull/158036 "
+                 "(THPUtils_unpackNumberAsBool recognises numpy.bool); measured with NumPy 2.4: torch.as_tensor("
+                 "np.bool_(True)) raises on 2.4.1 .. 2.8.0 and returns tensor(True) from 2.9.1 on",
+        when=_numpy_bool_reached,
+        torch_does=lambda case, expected: Raised("TypeError", NUMPY_BOOL_ERROR),
+        repro=CollateCase(spec=("npscalar", "bool_"), batch=3, seed=1),
+        reference_fn=lambda case: R.collate_outcome(case, make_batch(case, "cpu")),
+        torch_fn=torch_collate,
     ),
 ]

@@ -675,7 +675,11 @@ def make_loader(case: LoaderCase, counter=None) -> tuple[DataLoader, torch.Gener
     if case.num_workers:
         timeout = HANG_TIMEOUT if case.fault and case.fault[1] == "hang" else LOADER_TIMEOUT
         kwargs.update(multiprocessing_context="fork", timeout=timeout, prefetch_factor=case.prefetch_factor,
-                      persistent_workers=case.persistent, in_order=case.in_order)
+                      persistent_workers=case.persistent)
+        if not case.in_order:
+            # DataLoader(in_order=...) is new in torch 2.6; in-order loading is the default before and after,
+            # so the argument is passed only where a Case asks for out-of-order loading
+            kwargs["in_order"] = False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return DataLoader(ds, **kwargs), g
