@@ -166,3 +166,23 @@ def test_subset_getitems_golden():
     out = R.dataset_outcome(DatasetCase("subset", sizes=(5,), indices=(4, 0, 2)))
     assert out["batch"] == [2, 0, 4, 2, 0, 4] == out["nested"]
     assert R.subset_batch_positions(2) == [1, 0, -1, -2]
+
+
+def test_numpy_bool_divergence_predicate_follows_collate_order():
+    # suite/data/divergences.py: the registered numpy-bool TypeError applies where collate reaches a numpy
+    # bool scalar before any other documented error; default_convert converts every value
+    from suite.data import divergences as D
+    from suite.data.torch_side import CollateCase
+
+    npbool, none = ("npscalar", "bool_"), ("none",)
+    assert D._first_collate_event(npbool, 2) == "numpy_bool"
+    assert D._first_collate_event(("tuple", (("int",), npbool, none)), 2) == "numpy_bool"
+    assert D._first_collate_event(("tuple", (none, npbool)), 2) == "error"
+    assert D._first_collate_event(("map", "dict", (("a", ("ndarray", "<U3", (2,))), ("b", npbool))), 2) == "error"
+    assert D._first_collate_event(("namedtuple", ("float",), npbool), 2) == "numpy_bool"
+    assert D._first_collate_event(("ragged", ("int",)), 2) == "error"
+    assert D._first_collate_event(("ragged", ("int",)), 1) is None
+    assert D._first_collate_event(("list", (("npscalar", "float32"), ("tensor", "bool", ()))), 3) is None
+    if np.lib.NumpyVersion(np.__version__) >= "2.0.0":
+        assert D._numpy_bool_reached(CollateCase(spec=("tuple", (none, npbool)), batch=2, seed=0, mode="convert"))
+        assert not D._numpy_bool_reached(CollateCase(spec=("tuple", (none, npbool)), batch=2, seed=0))

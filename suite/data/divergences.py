@@ -154,8 +154,12 @@ DIVERGENCES = [
         reason="prefetch_factor=0 with num_workers>0 passes DataLoader's check (only negatives are rejected) and "
                "fails later, at iter(), with AssertionError('prefetch_factor must be greater than 0 for "
                "MultiProcessingDataLoaderIter'): an invalid argument surfaces as an internal assertion",
-        evidence="torch/utils/data/dataloader.py: DataLoader.__init__ (`prefetch_factor < 0`) vs "
-                 "_MultiProcessingDataLoaderIter.__init__ (`prefetch_factor <= 0` -> AssertionError)",
+        evidence="https://github.com/pytorch/pytorch/issues/196089 (open; proposed fix "
+                 "https://github.com/pytorch/pytorch/pull/196093 rejects <= 0 with ValueError at construction); "
+                 "torch/utils/data/dataloader.py: DataLoader.__init__ (`prefetch_factor < 0`) vs "
+                 "_MultiProcessingDataLoaderIter.__init__ (`assert prefetch_factor > 0` up to 2.9, an explicit "
+                 "AssertionError with a message from 2.10); the prefetch_factor docstring is the same on every "
+                 "release 2.4 .. 2.15 (a number of batches loaded in advance by each worker)",
         when=_prefetch_zero,
         torch_does=_prefetch_zero_torch,
         repro=LoaderArgsCase(iterable=False, n=4, num_workers=2, prefetch_factor=0, iterate=True),

@@ -277,16 +277,19 @@ def torch_loader_attr_set(case: LoaderAttrCase, device: str):
 
 def torch_iterable_len_warning(case: LoaderArgsCase, device: str):
     """len(loader), then the 1-based batch numbers at which the length warning fires."""
-    loader = DataLoader(PlainIterable(case.n, case.declared_len), batch_size=case.batch_size,
-                        drop_last=case.drop_last)
-    length = len(loader)
-    fired = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        for k, _ in enumerate(loader, start=1):
-            if any("Length of IterableDataset" in str(w.message) for w in caught):
-                fired.append(k)
-            caught.clear()
+    try:
+        loader = DataLoader(PlainIterable(case.n, case.declared_len), batch_size=case.batch_size,
+                            drop_last=case.drop_last)
+        length = len(loader)
+        fired = []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for k, _ in enumerate(loader, start=1):
+                if any("Length of IterableDataset" in str(w.message) for w in caught):
+                    fired.append(k)
+                caught.clear()
+    except Exception as exc:
+        return raised(exc)
     return {"len": length, "warned_at": fired}
 
 
@@ -688,8 +691,13 @@ def make_loader(case: LoaderCase, counter=None) -> tuple[DataLoader, torch.Gener
 def torch_loader(case: LoaderCase, device: str):
     """{"epochs": per epoch the list of batches (each a list of sample tuples, or an error
     ending the epoch), "next": the loader generator's (or global) next int64 draw,
-    "leftover": worker processes still alive after shutdown}."""
-    loader, g = make_loader(case)
+    "leftover": worker processes still alive after shutdown}.  A loader torch refuses to build is an
+    outcome too: every epoch and the draw are that error, so each rule's check reports it."""
+    try:
+        loader, g = make_loader(case)
+    except Exception as exc:
+        error = raised(exc)
+        return {"epochs": [[error] for _ in range(case.epochs)], "next": error, "leftover": _leftover_workers()}
     epochs = []
     for _ in range(case.epochs):
         batches = []
