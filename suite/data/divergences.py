@@ -11,8 +11,9 @@ import numpy as np
 from reference import data as R
 from reference.versions import since
 from suite.compare import Raised
-from suite.data.torch_side import (CollateCase, LoaderArgsCase, SamplerCase, make_batch, sampler_passes,
-                                   torch_collate, torch_iterable_len_warning, torch_loader_args, torch_sampler)
+from suite.data.torch_side import (CollateCase, DatasetCase, LoaderArgsCase, SamplerCase, make_batch,
+                                   sampler_passes, torch_collate, torch_dataset, torch_iterable_len_warning,
+                                   torch_loader_args, torch_sampler)
 from suite.divergences import Divergence
 
 
@@ -43,6 +44,17 @@ def _prefetch_zero_torch(case, expected):
         out["first"] = Raised("AssertionError", r"prefetch_factor must be greater than 0 for MultiProcessingDataLoaderIter"
                               if since("2.10") else r"^$")
     return out
+
+
+def _tensor_sizes_differ(case) -> bool:
+    return case.kind == "tensor" and len(set(case.sizes)) > 1
+
+
+def _tensor_sizes_unchecked_torch(case, expected):
+    # the check never fires: len is the first tensor's size, and item i indexes every tensor
+    if any(case.index >= size for size in case.sizes):
+        return Raised("IndexError", r"out of bounds")
+    return R.dataset_outcome(dataclasses.replace(case, sizes=(case.sizes[0],) * len(case.sizes)), "cpu")
 
 
 NUMPY_BOOL_ERROR = r"'numpy\.bool' object cannot be interpreted as an integer"
@@ -220,5 +232,23 @@ DIVERGENCES = [
         repro=CollateCase(spec=("npscalar", "bool_"), batch=3, seed=1),
         reference_fn=lambda case: R.collate_outcome(case, make_batch(case, "cpu")),
         torch_fn=torch_collate,
+    ),
+    Divergence(
+        id="data-tensor-dataset-size-check-never-fires",
+        rule=R.DS_TENSOR,
+        torch=">=2.10,<2.11",
+        devices=("cpu",),  # measured on CPU; torch_does cannot name another device's tensors
+        reason="TensorDataset accepts tensors whose first dimensions differ: the size check became "
+               "`if all(t0.size(0) != t.size(0) for t in tensors): raise` (always False, since t0 equals itself), "
+               "so len() is the first tensor's size and indexing past a shorter tensor raises IndexError later",
+        evidence="torch 2.10.0 torch/utils/data/dataset.py: TensorDataset.__init__ (all instead of any, when the "
+                 "`assert all(... == ...)` was rewritten as a raise); fixed by "
+                 "https://github.com/pytorch/pytorch/pull/171795 ('Fix broken size mismatch check in __init__ "
+                 "(always False)'), in 2.11.0 (`any`); measured: 2.9.1 and 2.11.0 raise AssertionError, 2.10.0 accepts",
+        when=_tensor_sizes_differ,
+        torch_does=_tensor_sizes_unchecked_torch,
+        repro=DatasetCase("tensor", sizes=(2, 1), index=0),
+        reference_fn=lambda case: R.dataset_outcome(case, "cpu"),
+        torch_fn=torch_dataset,
     ),
 ]
