@@ -60,11 +60,12 @@ def _size(shape) -> str:
     return f"torch.Size([{', '.join(str(d) for d in shape)}])"
 
 
-def load(case, quirk_none_child=False, assign=None):
+def load(case, quirk_none_child=False, assign=None, quirk_first_of_1d=False):
     """(result, values, identity, post_hook calls) of load_state_dict(case) per the docs.
 
     ``quirk_none_child`` reproduces torch's behaviour of silently ignoring keys under a None
-    child (used only to describe the registered divergence)."""
+    child, ``quirk_first_of_1d`` that of torch < 2.10 loading element 0 of any 1-d value into a 0-d
+    tensor (both used only to describe the registered divergences)."""
     assign = case.assign if assign is None else assign
     inputs = make_inputs(case)
     sd = dict(case.entries)
@@ -86,12 +87,13 @@ def load(case, quirk_none_child=False, assign=None):
                 errors.append(f'While copying the parameter named "{key}", expected torch.Tensor or Tensor-like '
                               "object from checkpoint but received <class 'int'>")
                 continue
-            squeeze = len(shape) == 0 and tuple(given) == (1,)
+            squeeze = len(shape) == 0 and (len(given) == 1 if quirk_first_of_1d else tuple(given) == (1,))
             if not squeeze and tuple(given) != tuple(shape):
                 errors.append(f"size mismatch for {key}: copying a param with shape {_size(given)} from checkpoint, "
                               f"the shape in current model is {_size(shape)}.")
                 continue
-            values[home + name] = inputs["sd"][key].reshape(shape)
+            values[home + name] = inputs["sd"][key].reshape(-1)[:1].reshape(shape) if squeeze \
+                else inputs["sd"][key].reshape(shape)
             if assign:
                 ident[home + name] = (key, not is_param and not squeeze, True)
             else:
@@ -165,8 +167,15 @@ def keys_under_none_child(case) -> bool:
     return False
 
 
-def observe(case, quirk_none_child=False, assign=None):
-    result, values, ident, calls, extra = load(case, quirk_none_child, assign)
+def first_of_1d_keys(case) -> list:
+    """Keys of the dict giving a 1-d value of more than one element for a 0-d parameter/persistent buffer (a size
+    mismatch: only a 1-element 1-d value is accepted for a 0-d tensor)."""
+    zero_d = {prefix + n for prefix, spec in walk(case.spec) for n, shape, _ in _local(spec) if tuple(shape) == ()}
+    return [k for k, given in case.entries if k in zero_d and given != "int" and len(given) == 1 and given[0] > 1]
+
+
+def observe(case, quirk_none_child=False, assign=None, quirk_first_of_1d=False):
+    result, values, ident, calls, extra = load(case, quirk_none_child, assign, quirk_first_of_1d)
     if case.observe == "result":
         return result
     if case.observe == "post_hooks":

@@ -87,6 +87,12 @@ def _recording_hook(i: int, h: Hook, calls: list):
     return hook
 
 
+def _global_kwargs(with_kwargs: bool, always_call: bool) -> dict:
+    """register_module_forward_hook's keyword arguments, each passed only when not its default (False): releases
+    before with_kwargs existed (torch < 2.6) take the others."""
+    return {k: v for k, v in (("with_kwargs", with_kwargs), ("always_call", always_call)) if v}
+
+
 def run_hooks(case: HookCase, device: str):
     """(calls in order, result or Raised).  Global hooks are removed before returning."""
     m = _Doubler(case.fail)
@@ -103,8 +109,7 @@ def run_hooks(case: HookCase, device: str):
             elif h.kind == "gpre":
                 handle = nn_module.register_module_forward_pre_hook(fn)
             else:
-                handle = nn_module.register_module_forward_hook(fn, with_kwargs=h.with_kwargs,
-                                                                always_call=h.always_call)
+                handle = nn_module.register_module_forward_hook(fn, **_global_kwargs(h.with_kwargs, h.always_call))
             handles.append(handle)
         for handle, h in zip(handles, case.hooks):
             if h.remove:
@@ -199,8 +204,9 @@ def run_global_hook_removal(case: GlobalHookRemoval, device: str):
 
     (A leftover entry keeps torch.nn.modules.module._has_any_global_hook() true, which makes
     torch.compile(module) warn about global hooks that no longer exist.)"""
-    handle = nn_module.register_module_forward_hook(lambda *a: None, with_kwargs=case.with_kwargs,
-                                                    always_call=case.always_call)
+    handle = nn_module.register_module_forward_hook(lambda *a: None,
+                                                    **_global_kwargs(case.with_kwargs, case.always_call))
     handle.remove()
     registries = ("_global_forward_hooks", "_global_forward_hooks_always_called", "_global_forward_hooks_with_kwargs")
-    return [name for name in registries if handle.id in getattr(nn_module, name)]
+    # a registry this release does not have (with_kwargs: torch < 2.6) holds no hook
+    return [name for name in registries if handle.id in getattr(nn_module, name, {})]

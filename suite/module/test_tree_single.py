@@ -8,10 +8,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference.module import tree as ref
+from reference.versions import since
+from suite.versions import requires_torch
 from suite.module.tree_torch import (MODULES, TENSORS, BeforeInit, Op, RegistrationReplace, ReprCase, TreeProgram,
                                      replay, run_before_init, run_registration_replace, run_repr)
 
 BAD = st.sampled_from(("", "x.y", "forward"))
+# nn.Buffer is new in torch 2.5 (absent from 2.4.1): before it, no case assigns one (register_buffer is still drawn)
+HAS_BUFFER = since("2.5")
 
 
 def _check(conform, device, rule, program):
@@ -35,6 +39,7 @@ def test_failed_parameter_assignment_keeps_attribute(conform, device, name, plai
 @given(name=st.sampled_from(("a", "b")), plain=st.sampled_from((("int", 1), ("tensor", "t1"), ("none",))),
        tensor=st.sampled_from(TENSORS), persistent=st.booleans())
 def test_buffer_assignment_over_attribute(conform, device, name, plain, tensor, persistent):
+    requires_torch("2.5", "nn.Buffer")
     ops = (Op("setattr", "m0", name, plain), Op("setattr", "m0", name, ("buffer", tensor, persistent)))
     _check(conform, device, ref.SETATTR_BUFFER, TreeProgram(ops))
 
@@ -47,7 +52,10 @@ def test_dir_with_empty_name(conform, device, value):
 
 @pytest.mark.rules(ref.BEFORE_INIT)
 @given(case=st.builds(BeforeInit, st.sampled_from(["param_attr", "module_attr", "buffer_attr", "plain_attr",
-                                                    "register_parameter", "register_buffer", "add_module"])))
+                                                    "register_parameter", "register_buffer", "add_module"]
+                                                   if HAS_BUFFER else
+                                                   ["param_attr", "module_attr", "plain_attr", "register_parameter",
+                                                    "register_buffer", "add_module"])))
 def test_assignment_before_init(conform, device, case):
     conform.check(ref.BEFORE_INIT, case, ref.before_init(case), run_before_init(case, device),
                   torch_fn=run_before_init)
@@ -73,9 +81,23 @@ def test_extra_repr_layout(conform, device, case):
 @given(case=st.one_of(
     st.builds(RegistrationReplace, st.sampled_from(["parameter", "buffer", "module"]), st.sampled_from(["register",
                                                                                                      "setattr"]),
-              st.lists(st.booleans(), min_size=1, max_size=3).map(tuple)),
+              st.lists(st.booleans(), min_size=1, max_size=3).map(tuple))
+    .filter(lambda case: HAS_BUFFER or not (case.kind == "buffer" and case.via == "setattr")),
     st.builds(RegistrationReplace, st.just("module"), st.just("setattr_none"),
               st.lists(st.booleans(), min_size=1, max_size=3).map(tuple))))
 def test_registration_hook_replacement(conform, device, case):
     conform.check(ref.REGISTRATION_REPLACE, case, ref.registration_replace(case),
                   run_registration_replace(case, device), torch_fn=run_registration_replace)
+
+
+@pytest.mark.rules(ref.SET_SUBMODULE)
+@given(name=st.sampled_from(("a", "forward")),
+       before=st.sampled_from((("setattr", ("int", 1)), ("setattr", ("param", "p0")), ("setattr", ("none",)),
+                               ("register_buffer", ("tensor", "t0")), ("add_module", ("none",)))),
+       child=st.sampled_from(MODULES[1:]))
+def test_set_submodule_over_non_module(conform, device, name, before, child):
+    """The last atom names an existing attribute that is not a Module (for 'forward': the method)."""
+    requires_torch("2.5", "Module.set_submodule")
+    ops = () if name == "forward" else (Op(before[0], "m0", name, before[1]),)
+    ops += (Op("set_submodule", "m0", name, ("module", child), False),)
+    _check(conform, device, ref.SET_SUBMODULE, TreeProgram(ops))

@@ -100,24 +100,23 @@ def _outcome(fn):
 
 
 def apply_op(pool: dict, index: int, op: Op):
+    """The outcome of one op; every exception (also one making the value, e.g. an nn.Buffer on a release
+    without it) is an outcome, compared under the op's rule."""
     m = pool[op.target]
     k = op.kind
+    value = (lambda: _value(pool, index, op.value))
     if k == "setattr":
-        value = _value(pool, index, op.value)
-        return _outcome(lambda: setattr(m, op.name, value))
+        return _outcome(lambda: setattr(m, op.name, value()))
     if k == "delattr":
         return _outcome(lambda: delattr(m, op.name))
     if k == "getattr":
         return _outcome(lambda: label_of(pool, getattr(m, op.name)))
     if k == "register_parameter":
-        value = _value(pool, index, op.value)
-        return _outcome(lambda: m.register_parameter(op.name, value))
+        return _outcome(lambda: m.register_parameter(op.name, value()))
     if k == "register_buffer":
-        value = _value(pool, index, op.value)
-        return _outcome(lambda: m.register_buffer(op.name, value, persistent=op.flag))
+        return _outcome(lambda: m.register_buffer(op.name, value(), persistent=op.flag))
     if k in ("add_module", "register_module"):
-        value = _value(pool, index, op.value)
-        return _outcome(lambda: getattr(m, k)(op.name, value))
+        return _outcome(lambda: getattr(m, k)(op.name, value()))
     if k == "train":
         return _outcome(lambda: label_of(pool, m.train() if op.flag is None else m.train(op.flag)))
     if k == "train_value":
@@ -129,8 +128,10 @@ def apply_op(pool: dict, index: int, op: Op):
     if k in ("get_submodule", "get_parameter", "get_buffer"):
         return _outcome(lambda: label_of(pool, getattr(m, k)(op.name)))
     if k == "set_submodule":
-        value = _value(pool, index, op.value)
-        return _outcome(lambda: m.set_submodule(op.name, value, strict=op.flag))
+        # strict is passed only when True: False is its documented default, and releases before the
+        # argument existed (set_submodule(target, module)) run the non-strict ops too
+        return _outcome(lambda: m.set_submodule(op.name, value(), strict=True) if op.flag
+                        else m.set_submodule(op.name, value()))
     raise ValueError(f"unknown op kind {k!r}")
 
 
@@ -143,9 +144,13 @@ def apply_op_recorded(pool: dict, index: int, op: Op):
     def recorder(kind):
         return lambda module, name, value: calls.append((kind, label_of(pool, module), name, label_of(pool, value)))
 
-    handles = [nn_module.register_module_parameter_registration_hook(recorder("parameter")),
-               nn_module.register_module_buffer_registration_hook(recorder("buffer")),
-               nn_module.register_module_module_registration_hook(recorder("module"))]
+    handles = []
+    try:
+        handles += [nn_module.register_module_parameter_registration_hook(recorder("parameter")),
+                    nn_module.register_module_buffer_registration_hook(recorder("buffer")),
+                    nn_module.register_module_module_registration_hook(recorder("module"))]
+    except Exception as exc:  # the calls cannot be observed: an outcome of the registration rule
+        calls = Raised(type(exc).__name__, str(exc))
     try:
         return apply_op(pool, index, op), calls
     finally:
@@ -165,6 +170,11 @@ def _by_storage(pool: dict, t) -> str:
 
 
 def observe(pool: dict, what: str):
+    """The observable ``what`` of the tree rooted at m0; an exception is the outcome."""
+    return _outcome(lambda: _observe(pool, what))
+
+
+def _observe(pool: dict, what: str):
     root = pool["m0"]
     if what == "state_dict_hooks":
         calls: list = []
@@ -275,14 +285,14 @@ class BeforeInit:
 def run_before_init(case: BeforeInit, device: str):
     """(outcome of the early call, whether the name is reachable once Module.__init__ has run)."""
     param = torch.nn.Parameter(torch.zeros(1, device=device))
-    values = {"param_attr": param, "module_attr": torch.nn.Module(),
-              "buffer_attr": torch.nn.Buffer(torch.zeros(1, device=device)), "plain_attr": 3}
+    values = {"param_attr": lambda: param, "module_attr": torch.nn.Module,
+              "buffer_attr": lambda: torch.nn.Buffer(torch.zeros(1, device=device)), "plain_attr": lambda: 3}
     outcome = []
 
     class Early(torch.nn.Module):
         def __init__(self):
             if case.kind in values:
-                outcome.append(_outcome(lambda: setattr(self, "a", values[case.kind])))
+                outcome.append(_outcome(lambda: setattr(self, "a", values[case.kind]())))
             elif case.kind == "register_parameter":
                 outcome.append(_outcome(lambda: self.register_parameter("a", param)))
             elif case.kind == "register_buffer":
@@ -340,8 +350,10 @@ def run_registration_replace(case: RegistrationReplace, device: str):
             obj = torch.nn.Module()
         elif case.kind == "parameter":
             obj = torch.nn.Parameter(torch.zeros(1, device=device))
+        elif case.via == "register":
+            obj = torch.zeros(1, device=device)  # register_buffer takes any tensor
         else:
-            obj = torch.nn.Buffer(torch.zeros(1, device=device))  # a plain tensor to register_buffer, too
+            obj = torch.nn.Buffer(torch.zeros(1, device=device))  # what attribute assignment registers
         labels[id(obj)] = label
         return obj
 
