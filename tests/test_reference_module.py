@@ -71,3 +71,28 @@ def test_conversion():
     case = ConvertCase((("param", "float32"), ("buffer", "int64"), ("buffer", "complex64")), "half")
     assert convert.run_convert(case) == [("float16", True), ("int64", True), ("complex64", True)]
     assert convert.run_convert(ConvertCase((("param", "float32"),), "to:int64")).type == "TypeError"
+
+
+def test_load_size_of_1d_into_0d():
+    """Only a 1-element 1-d value loads into a 0-d tensor; the quirk (torch < 2.10) takes element 0 of any."""
+    from reference.module import state
+    from suite.module.state_torch import LoadCase, Spec
+
+    ok = LoadCase(Spec(params=(("w", ()),)), (("w", (1,)),))
+    assert state.observe(ok) == ("_IncompatibleKeys", [], [])
+    bad = LoadCase(Spec(params=(("w", ()),)), (("w", (2,)),))
+    assert state.observe(bad).type == "RuntimeError" and state.first_of_1d_keys(bad) == ["w"]
+    assert state.first_of_1d_keys(ok) == []
+    assert state.observe(bad, quirk_first_of_1d=True) == ("_IncompatibleKeys", [], [])
+    values = state.observe(LoadCase(bad.spec, bad.entries, observe="values"), quirk_first_of_1d=True)["w"]
+    assert values.shape == () and values == state.make_inputs(bad)["sd"]["w"][0]
+
+
+def test_set_submodule_last_atom():
+    # the last atom must be a Module (or absent, without strict); the parent path must resolve
+    over_attr = (Op("setattr", "m0", "a", ("int", 1)), Op("set_submodule", "m0", "a", ("module", "m1"), False))
+    assert tree.run_program(TreeProgram(over_attr)) == Raised("AttributeError", "`a` is not an nn.Module")
+    new = (Op("set_submodule", "m0", "a", ("module", "m1"), False), Op("get_submodule", "m0", "a"))
+    assert tree.run_program(TreeProgram(new)) == "m1"
+    strict = (Op("set_submodule", "m0", "a", ("module", "m1"), True),)
+    assert tree.run_program(TreeProgram(strict)).type == "AttributeError"
