@@ -6,10 +6,17 @@ LayerNorm from torch.  Inputs (and module parameters, which are inputs of the
 computation) come from ``suite.attention.torch_side.make_*`` -- input
 generation with torch's RNG is not under test.
 
-Fully masked rows: every documented formula (the SDPA docstring's "equivalent
-to" code, MHA's ``softmax(QK^T/sqrt(d) + mask)``) is a softmax over an empty
-set of finite scores, i.e. NaN.  The reference says NaN; paths that return
-zeros are registered divergences (suite/attention/divergences.py).
+Fully masked rows (a query row with no visible key): the documented formulas
+(the SDPA docstring's "equivalent to" code, MHA's ``softmax(QK^T/sqrt(d) + mask)``)
+are a softmax over no finite score, i.e. NaN, and that is what torch 2.4 returns on
+every path.  From 2.5 the maintainers chose 0 on purpose (pytorch#131060 adds
+``_safe_softmax``, pytorch#133882 makes SDPA and its fused kernels use it): the
+reference follows that change from 2.5 on (``fully_masked_rows_are_zero``); the
+SDPA docstring still implies NaN, which is registered as a documentation divergence
+(``bug_in="docs"``).  MultiheadAttention takes the same convention: its SDPA path
+(need_weights=False, slow path) returns 0 since 2.5, and upstream treats the paths
+that still return NaN (need_weights=True, the fast path) as the bug
+(pytorch#160064); those are the registered divergence (suite/attention/divergences.py).
 """
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ import math
 import numpy as np
 
 from reference.rules import rule
+from reference.versions import since
 from suite.compare import EXACT, Raised, Tol, tolerance
 
 T_ACT = "torch/nn/modules/activation.py: MultiheadAttention"
@@ -59,9 +67,13 @@ MASK_MISMATCH_WARN = rule("attention.mask.mismatched_dtype_warning",
                           "key_padding_mask and attn_mask of different dtypes warn 'Support for mismatched ... is "
                           "deprecated' once and still apply both masks.", "torch/nn/functional.py: _canonical_mask")
 MASK_FULL_SDPA = rule("attention.sdpa.fully_masked_row",
-                      "A query row with every key excluded gives NaN (softmax over no finite score), per the documented formula.", T_SDPA)
+                      "A query row with every key excluded gives NaN before torch 2.5 (softmax over no finite score, "
+                      "the documented formula) and 0 from 2.5 (_safe_softmax, pytorch#131060/#133882).",
+                      T_SDPA + "; aten/src/ATen/native/transformers/attention.cpp: _safe_softmax")
 MASK_FULL_MHA = rule("attention.mha.fully_masked_row",
-                     "A query row with every key excluded gives NaN output and weights, on every path.", T_ACT + ".forward")
+                     "A (query row, head) with every key excluded: before torch 2.5 NaN output and weights; from 2.5 "
+                     "a zero context and zero weights on every path (the SDPA convention of pytorch#133882, which "
+                     "upstream extends to every MHA path: pytorch#160064).", T_ACT + ".forward")
 
 # ---------------------------------------------------------------------------- rules: causal
 CAUSAL_GEN = rule("attention.causal.generate_square_subsequent_mask",
@@ -183,9 +195,24 @@ LN_EPS = 1e-5
 
 
 # ---------------------------------------------------------------------------- numerics
-def softmax(scores: np.ndarray, empty_as_zero: bool = False) -> np.ndarray:
-    """Row softmax in float64; a row with no finite score is NaN (0/0), or 0 with
-    ``empty_as_zero`` (used only to describe registered divergences)."""
+def fully_masked_rows_are_zero() -> bool:
+    """The convention for a softmax row with no finite score in attention.
+
+    Before 2.5: NaN, the documented formula (0/0).  Since 2.5: 0 -- a deliberate change
+    (pytorch#131060 "Add a private _safe_softmax", pytorch#133882 "Update fused kernels and
+    call _safe_softmax from SDPA": "Changes the stance of SDPA on what to do for fully
+    masked out rows").  Measured on CPU: 2.4.1 NaN on every SDPA backend and MHA path,
+    2.5.1 0 on math, flash and default dispatch.
+    """
+    return since("2.5")
+
+
+def softmax(scores: np.ndarray, empty_as_zero: bool | None = None) -> np.ndarray:
+    """Row softmax in float64; a row with no finite score is 0 or NaN (0/0): by default
+    the convention of the release under test (``fully_masked_rows_are_zero``); an explicit
+    ``empty_as_zero`` describes the docstring's literal formula or a registered divergence."""
+    if empty_as_zero is None:
+        empty_as_zero = fully_masked_rows_are_zero()
     mx = np.max(scores, axis=-1, keepdims=True)
     with np.errstate(invalid="ignore"):
         e = np.exp(scores - np.where(np.isfinite(mx), mx, 0.0))
@@ -193,7 +220,7 @@ def softmax(scores: np.ndarray, empty_as_zero: bool = False) -> np.ndarray:
 
 
 def attend(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: np.ndarray | float, scale: float,
-           empty_as_zero: bool = False):
+           empty_as_zero: bool | None = None):
     """(out, probs) for q (..., L, E), k (..., S, E), v (..., S, Ev), additive bias (..., L, S)."""
     p = softmax(q @ np.swapaxes(k, -1, -2) * scale + bias, empty_as_zero)
     with np.errstate(invalid="ignore"):
@@ -252,8 +279,9 @@ def documented_refusal(case, device: str) -> bool:
     return False
 
 
-def sdpa_reference(case, inp, device: str = "cpu"):
-    """Expected outcome of F.scaled_dot_product_attention for an SdpaCase."""
+def sdpa_reference(case, inp, device: str = "cpu", empty_as_zero: bool | None = None):
+    """Expected outcome of F.scaled_dot_product_attention for an SdpaCase (fully masked rows:
+    the release's convention, ``fully_masked_rows_are_zero``, unless ``empty_as_zero`` says)."""
     if case.mask.kind == "int":
         return Raised("RuntimeError", r"attn_mask dtype")
     if case.mask.kind in ("float", "neginf") and case.mask_dtype not in (None, case.dtype):
@@ -277,8 +305,14 @@ def sdpa_reference(case, inp, device: str = "cpu"):
     elif case.mask.kind in ("float", "neginf"):
         bias = inp["mask_add"]
     scale = case.scale if case.scale is not None else 1.0 / math.sqrt(case.E)
-    out, _ = attend(q, k, v, bias, scale)
+    out, _ = attend(q, k, v, bias, scale, empty_as_zero)
     return out
+
+
+def sdpa_docstring_reference(case, inp, device: str = "cpu"):
+    """The SDPA docstring's "equivalent" code taken literally: ``torch.softmax`` over a row of
+    -inf is NaN, on every release (the documentation has not followed pytorch#131060/#133882)."""
+    return sdpa_reference(case, inp, device, empty_as_zero=False)
 
 
 def sdpa_score_bound(case, inp) -> float:
@@ -326,11 +360,13 @@ def mha_expected_error(case, inp):
         if am.ndim == 3 and am.shape != (n * case.H, case.L, S):
             return Raised("RuntimeError", r"The shape of the 3D attn_mask is")
     if kpm is not None and kpm.shape[-1] != S:
-        return Raised("AssertionError", r"Expected key_padded_mask\.shape\[1\]")
+        # The stable part of the message names the mask's shape: 2.4/2.5 say "expecting
+        # key_padding_mask shape of (N, S)", 2.6+ "Expected key_padded_mask.shape[1] to be S".
+        return Raised("AssertionError", r"key_padd(?:ing|ed)_mask[ .]shape")
     return None
 
 
-def _mha_core(case, inp, empty_as_zero: bool = False):
+def _mha_core(case, inp, empty_as_zero: bool | None = None):
     """(out, weights, M, out_mag) in the case's layout."""
     P = inp["params"]
     E, H = case.E, case.H
@@ -394,12 +430,22 @@ def _mha_core(case, inp, empty_as_zero: bool = False):
     return out, (weights if case.need_weights else None), M, out_mag
 
 
-def mha_reference(case, inp, empty_as_zero: bool = False):
+def mha_reference(case, inp, empty_as_zero: bool | None = None):
+    """Expected outcome of MultiheadAttention.forward (fully masked rows: the release's
+    convention, ``fully_masked_rows_are_zero``, unless ``empty_as_zero`` says)."""
     err = mha_expected_error(case, inp)
     if err is not None:
         return err
     out, weights, _, _ = _mha_core(case, inp, empty_as_zero)
     return {"out": out, "weights": weights}
+
+
+def mha_fully_masked(case, inp) -> bool:
+    """Some (query row, head) of this valid case has every key excluded (whatever the convention)."""
+    if mha_expected_error(case, inp) is not None:
+        return False
+    out, _, _, _ = _mha_core(case, inp, empty_as_zero=False)
+    return bool(np.isnan(out).any())
 
 
 def mha_tol(case, inp) -> Tol:
@@ -494,10 +540,11 @@ def activation(name: str, x: np.ndarray) -> np.ndarray:
 class _Cond:
     """Running bound of the conditioning met on the way (softmax scores, 1/std of norms)."""
 
-    def __init__(self):
+    def __init__(self, empty_as_zero: bool | None = None):
         self.M = 0.0
         self.norm_gain = 1.0
         self.mag = 1.0
+        self.empty_as_zero = empty_as_zero  # fully masked rows (None: the release's convention)
 
 
 def _attn_block(P, prefix, x_q, x_kv, nhead, bias, cond: _Cond):
@@ -516,7 +563,7 @@ def _attn_block(P, prefix, x_q, x_kv, nhead, bias, cond: _Cond):
     q, k, v = heads(x_q @ Wq.T + bq), heads(x_kv @ Wk.T + bk), heads(x_kv @ Wv.T + bv)
     aq, ak = heads(np.abs(x_q) @ np.abs(Wq).T + np.abs(bq)), heads(np.abs(x_kv) @ np.abs(Wk).T + np.abs(bk))
     scale = 1.0 / math.sqrt(hd)
-    o, _ = attend(q, k, v, bias, scale)
+    o, _ = attend(q, k, v, bias, scale, cond.empty_as_zero)
     cond.M = max(cond.M, score_bound(aq, ak, scale, bias))
     o = o.transpose(0, 2, 1, 3).reshape(N, L, E)
     return o @ P[prefix + ".out_proj.weight"].T + P[prefix + ".out_proj.bias"]
@@ -566,14 +613,15 @@ def decoder_layer_ref(P, prefix, x, mem, case, self_bias, cross_bias, cond):
     return _norm(P, prefix + "norm3", x + _ff(P, prefix, x, case.activation), cond)
 
 
-def layer_reference(case, inp, P, with_cond: bool = False):
-    """Expected output of the LayerCase's module (the documented padded computation)."""
+def layer_reference(case, inp, P, with_cond: bool = False, empty_as_zero: bool | None = None):
+    """Expected output of the LayerCase's module (the documented padded computation; the cases
+    never mask a row fully -- ``empty_as_zero`` serves registered divergences that do)."""
     src, mem = inp["src"], inp["memory"]
     if not case.batch_first:
         src, mem = np.swapaxes(src, 0, 1), np.swapaxes(mem, 0, 1)
     N, L, S = src.shape[0], src.shape[1], mem.shape[1]
     self_bias = _bias(inp["src_masked"], inp["src_mask_add"], inp["kpm"], N, L, L)
-    cond = _Cond()
+    cond = _Cond(empty_as_zero)
     if case.kind == "encoder_layer":
         out = encoder_layer_ref(P, "", src, case, self_bias, cond)
     elif case.kind == "encoder":

@@ -8,12 +8,15 @@ from hypothesis import strategies as st
 
 import reference.attention as ref
 from suite.attention import torch_side as ts
-from suite.attention.strategies import sdpa_cases, seeds
+from suite.attention.strategies import sdpa_cases, sdpa_has_enable_gqa, seeds
 from suite.compare import Raised
+from suite.versions import requires_torch
 
-SDPA_RULES = (ref.SDPA_FORMULA, ref.SDPA_SCALE, ref.SDPA_GQA, ref.SDPA_EV, ref.SDPA_CAUSAL, ref.MASK_BOOL_SDPA,
+# enable_gqa (new in 2.5) is drawn only where it exists; before, its rule is declared only by
+# test_sdpa_enable_gqa, which skips with the reason.
+SDPA_RULES = (ref.SDPA_FORMULA, ref.SDPA_SCALE, ref.SDPA_EV, ref.SDPA_CAUSAL, ref.MASK_BOOL_SDPA,
               ref.SDPA_BACKEND_MATH, ref.SDPA_BACKEND_AGREE, ref.SDPA_BACKEND_REFUSE, ref.SDPA_BACKEND_CLEAN,
-              ref.MASK_FULL_SDPA, ref.SDPA_GQA_ERR)
+              ref.MASK_FULL_SDPA, ref.SDPA_GQA_ERR) + ((ref.SDPA_GQA,) if sdpa_has_enable_gqa() else ())
 
 
 def _is_refusal(actual) -> bool:
@@ -87,6 +90,17 @@ def test_sdpa_every_backend(conform, device, data):
         check_sdpa(conform, dataclasses.replace(case, backend=backend), device, steer=i == 0)
 
 
+@pytest.mark.rules(ref.SDPA_GQA)  # the examples also reach the rules of check_sdpa (recorded as they are checked)
+@given(data=st.data())
+def test_sdpa_enable_gqa(conform, device, data):
+    """enable_gqa=True with Hq = 2 H: key/value heads repeated (repeat_interleave), on every backend."""
+    import dataclasses
+
+    requires_torch("2.5", "scaled_dot_product_attention(enable_gqa=...)")
+    case = data.draw(sdpa_cases(device))
+    check_sdpa(conform, dataclasses.replace(case, hq=2 * case.hkv, enable_gqa=True), device)
+
+
 @pytest.mark.rules(ref.MASK_BOOL_SDPA, ref.MASK_FULL_SDPA)
 @given(seed=seeds, L=st.integers(1, 8), S=st.integers(1, 8), full=st.lists(st.integers(0, 7), max_size=3, unique=True),
        density=st.sampled_from([0.0, 0.5, 0.9]), polarity=st.sampled_from(["sdpa", "inverted"]))
@@ -113,7 +127,8 @@ def test_sdpa_causal_with_mask(conform, device, data):
 
 
 @pytest.mark.rules(ref.MASK_DTYPE, ref.MASK_SDPA_FLOAT_DTYPE, ref.SDPA_GQA_ERR, ref.SDPA_DTYPE_ERR)
-@given(seed=seeds, which=st.sampled_from(["int", "wide_float", "gqa_off", "gqa_indivisible", "dtype"]))
+@given(seed=seeds, which=st.sampled_from(["int", "wide_float", "gqa_off", "dtype"]
+                                         + (["gqa_indivisible"] if sdpa_has_enable_gqa() else [])))
 def test_sdpa_input_errors(conform, device, seed, which):
     base = dict(seed=seed, batch=1, hq=2, hkv=2, L=3, S=4, E=8, Ev=8, backend="math")
     if which == "int":
