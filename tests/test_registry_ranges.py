@@ -8,8 +8,8 @@ registered for:
 - on every measured release, the range includes the release iff the repro reproduced there
   (it starts at the first release where it reproduces; it ends only where a release was
   observed to fix it);
-- a release of the matrix nobody measured on that device is outside the range (a range
-  says only what was observed);
+- a release of the matrix nobody measured on that device, and any release older than the
+  matrix, is outside the range (a range says only what was observed);
 - where the newest release of the matrix reproduces, the range has no upper bound;
 - ranges are drawn between minor releases: every patch of a measured minor is judged
   alike, so another patch release never fails because of a range.
@@ -51,6 +51,10 @@ def test_range_is_the_measured_one(entry):
                                           f"{release}, where its repro {seen[release]}{hint}")
         else:
             assert not declared, f"{entry.id}: range {entry.torch!r} includes {release}, which nobody measured{hint}"
+    oldest = Version(RELEASES[0])
+    before = f"{oldest.major}.{oldest.minor - 1}.0"
+    assert not applies_to_build(entry.torch, before), \
+        f"{entry.id}: range {entry.torch!r} includes {before}, older than every measured release{hint}"
     newest = RELEASES[-1]
     if seen.get(newest) == REPRODUCES:
         nxt = Version(newest)
