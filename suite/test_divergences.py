@@ -52,7 +52,10 @@ def test_registered_divergence_still_reproduces(entry, device, conform):
     if "*" not in entry.devices and device.split(":")[0] not in entry.devices:
         pytest.skip(f"{entry.id} is registered for {', '.join(entry.devices)} only")
     case = entry.repro
-    assert entry.when(case), f"{entry.id}: its own repro case does not satisfy its predicate"
+    if not entry.when(case):
+        # e.g. a NumPy-2-only bug under NumPy 1.x; a predicate its own repro never satisfies is caught by
+        # tests/test_registry.py::test_every_registered_entry_is_well_formed
+        pytest.skip(f"{entry.id}: in this environment its repro lies outside its predicate")
     outcome, expected, actual = repro_outcome(entry, device)
     conform.measure(entry.id, outcome)
     if not applies_to_build(entry.torch, torch.__version__):
