@@ -9,6 +9,7 @@ them as float64 numpy arrays so the reference sees exactly the values torch sees
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -19,6 +20,21 @@ import torch.nn.functional as F
 from suite.compare import Raised
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def outcome(fn):
+    """Any exception escaping torch becomes an outcome (``Raised``): it is compared with the reference and
+    attributed to the rule being checked, instead of failing every rule of the test (an API a release
+    lacks, a TypeError, ...)."""
+
+    @functools.wraps(fn)
+    def run(case, device: str, *args, **kwargs):
+        try:
+            return fn(case, device, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 -- every exception is an outcome
+            return Raised(type(exc).__name__, str(exc))
+
+    return run
 
 
 # ---------------------------------------------------------------------------- cases
@@ -272,6 +288,7 @@ def available_backends(device: str) -> tuple[str, ...]:
     return ("default", "math", "flash")
 
 
+@outcome
 def run_sdpa(case: SdpaCase, device: str):
     inp = make_sdpa_inputs(case)
     dt = DTYPES[case.dtype]
@@ -320,6 +337,7 @@ def _fast_path_calls():
     return original, wrapper, calls
 
 
+@outcome
 def mha_forward(case: MhaCase, device: str, with_warnings: bool = False):
     """Outcome: {"out", "weights", "fast_path"} (+ "warnings"), or Raised."""
     inp = make_mha_inputs(case)
@@ -373,11 +391,13 @@ def mha_mask_warnings(case: MhaCase, device: str):
     return r if isinstance(r, Raised) else {"out": r["out"], "warnings": r["warnings"]}
 
 
+@outcome
 def mha_param_layout(case: MhaCase, device: str):
     m = build_mha(case, device)
     return [(n, tuple(p.shape)) for n, p in m.named_parameters()]
 
 
+@outcome
 def mha_construct(case: MhaCtorCase, device: str):
     try:
         m = torch.nn.MultiheadAttention(case.embed_dim, case.num_heads, device=device)
@@ -387,6 +407,7 @@ def mha_construct(case: MhaCtorCase, device: str):
 
 
 # ---------------------------------------------------------------------------- causal masks
+@outcome
 def causal_mask(case: CausalCase, device: str):
     m = torch.nn.Transformer.generate_square_subsequent_mask(case.size, device=device, dtype=DTYPES[case.dtype])
     return {"dtype": str(m.dtype).replace("torch.", ""), "values": m.to(torch.float64).cpu().numpy()}
@@ -410,6 +431,7 @@ def _causal_input(case: CausalCase, device: str) -> torch.Tensor | None:
     return full.to(device)
 
 
+@outcome
 def detect_causal(case: CausalCase, device: str):
     from torch.nn.modules.transformer import _detect_is_causal_mask
 
@@ -497,6 +519,7 @@ def _kpm_tensor(kpm: np.ndarray | None, kind: str, dt: torch.dtype, device: str)
     return t.to(device)
 
 
+@outcome
 def layer_forward(case: LayerCase, device: str):
     inp = make_layer_inputs(case)
     dt = DTYPES[case.dtype]
@@ -541,6 +564,7 @@ def layer_forward(case: LayerCase, device: str):
     return out.detach().to(torch.float64).cpu().numpy()
 
 
+@outcome
 def encoder_use_nested(case: LayerCase, device: str):
     """(use_nested_tensor attribute, names of the warnings emitted at construction)."""
     with warnings.catch_warnings(record=True) as caught:
@@ -553,6 +577,7 @@ def encoder_use_nested(case: LayerCase, device: str):
     return {"use_nested_tensor": bool(m.use_nested_tensor), "warned": warned}
 
 
+@outcome
 def transformer_shape_check(case: LayerCase, device: str):
     """Transformer.forward with src/tgt batch sizes that disagree, or a src or tgt feature size != d_model."""
     m = build_layer(case, device)
@@ -572,6 +597,7 @@ def transformer_shape_check(case: LayerCase, device: str):
     return "no error"
 
 
+@outcome
 def activation_error(case: LayerCase, device: str):
     try:
         torch.nn.TransformerEncoderLayer(case.d_model, case.nhead, case.ff, activation=case.activation, device=device)
@@ -580,6 +606,7 @@ def activation_error(case: LayerCase, device: str):
     return "no error"
 
 
+@outcome
 def run_sdpa_mixed_dtypes(case: SdpaCase, device: str):
     """SDPA with a float64 key next to float32 query/value."""
     inp = make_sdpa_inputs(case)
