@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from reference.rules import rule
+from reference.versions import since
 from suite.compare import Raised
 
 SRC = "torch/nn/modules/module.py"
@@ -314,8 +315,11 @@ def setattr_(w: World, m: MModule, name: str, value: tuple, label):
         return SETATTR_MODULE_NAME, None
     if kind == "buffer" or name in m.buffers:
         if label is not None and not is_tensor(label):
+            # the message names nn.Buffer since it exists (torch 2.5: torch/nn/parameter.py: Buffer; 2.4.1's
+            # Module.__setattr__ says '(torch.Tensor or None expected)')
+            accepted = r"torch\.nn\.Buffer, torch\.Tensor" if since("2.5") else r"torch\.Tensor"
             return SETATTR_BUFFER, Raised("TypeError", f"cannot assign '{typename_re(label)}' as buffer '{name}' "
-                                                       r"\(torch\.nn\.Buffer, torch\.Tensor or None expected\)")
+                                                       rf"\({accepted} or None expected\)")
         persistent = value[2] if kind == "buffer" else name not in m.non_persistent
         if kind == "buffer":
             w.storage[label] = value[1]
