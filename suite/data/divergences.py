@@ -147,6 +147,7 @@ DIVERGENCES = [
     ),
     Divergence(
         id="data-random-sampler-num-samples-bool",
+        arguable=True,  # shared/research/registry-audit.md: bool is an int in Python; a consistency nit
         rule=R.RS_VALID,
         torch=">=2.4",
         reason="RandomSampler accepts num_samples=True as 1 (isinstance(True, int)), while WeightedRandomSampler "
@@ -196,6 +197,7 @@ DIVERGENCES = [
     ),
     Divergence(
         id="data-shuffle-empty-map-dataset",
+        arguable=True,  # shared/research/registry-audit.md: RandomSampler's positivity check is deliberate and doubles as an empty-dataset guard
         rule=R.L_DEFAULTS,
         torch=">=2.4",
         reason="DataLoader(empty map-style dataset, shuffle=True) raises ValueError('num_samples should be a "

@@ -113,6 +113,7 @@ DIVERGENCES = [
     ),
     Divergence(
         id="module-setattr-module-skips-name-checks",
+        arguable=True,  # shared/research/registry-audit.md: reachable only via setattr() with non-identifiers or class-attribute names
         rule=tree_ref.SETATTR_MODULE,
         torch=">=2.4",
         reason="Assigning a Module attribute registers it without add_module's name checks: names with '.', the "
@@ -130,6 +131,7 @@ DIVERGENCES = [
     ),
     Divergence(
         id="module-setattr-parameter-failed-drops-attribute",
+        arguable=True,  # shared/research/registry-audit.md: a non-atomic failure in a corner case
         rule=tree_ref.GETATTR,
         torch=">=2.4",
         reason="A Parameter assignment that fails name validation (KeyError) has already deleted the instance "
@@ -147,6 +149,7 @@ DIVERGENCES = [
     ),
     Divergence(
         id="module-setattr-buffer-over-attribute",
+        arguable=True,  # shared/research/registry-audit.md: mirrors register_buffer's deliberate guard (#2670/#3232)
         rule=tree_ref.SETATTR_BUFFER,
         torch=">=2.5",
         reason="Assigning an nn.Buffer to a name that holds an ordinary instance attribute raises KeyError "
@@ -189,6 +192,7 @@ def _none_parameter_registration(case) -> bool:
 DIVERGENCES += [
     Divergence(
         id="module-parameter-registration-hook-skips-none",
+        bug_in="docs",  # shared/research/registry-audit.md: skipping None is defensible for parameter-transform hooks; the docstring's 'every time' is what is wrong (no deliberate change on record, so the reference keeps the documented text)
         rule=tree_ref.REGISTRATION_HOOKS,
         torch=">=2.4",
         reason="Global parameter registration hooks are not called when a parameter is registered as None "
@@ -283,6 +287,7 @@ DIVERGENCES += [
     ),
     Divergence(
         id="module-load-none-entry-non-strict-no-error",
+        bug_in="docs",  # shared/research/registry-audit.md: listing the key in unexpected_keys is the sensible strict=False behaviour; the Note needs 'with strict=True' (the reference keeps the documented text)
         rule=state_ref.LOAD_NONE,
         torch=">=2.4",
         reason="With strict=False a state-dict key for a parameter/buffer registered as None does not raise "
