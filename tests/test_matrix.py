@@ -53,3 +53,21 @@ def test_first_seen_and_fixed_in_come_from_the_releases_in_version_order():
     assert first_seen_fixed_in({"2.10.0|cpu": c, "2.4.1|cpu": c, "2.6.0|cpu": r, "2.9.1|cpu": r}) == ("2.6.0", "2.10.0")
     assert first_seen_fixed_in({"2.4.1|cpu": r, "2.15.0|cpu": r}) == ("2.4.1", "")
     assert first_seen_fixed_in({"2.4.1|cpu": c}) == ("never reproduced", "")
+
+
+def test_a_run_of_some_areas_updates_only_those_areas(tmp_path):
+    full = _results("2.6.0+cu124")
+    full["areas"] = ["module", "data", "norm", "parallel", "attention"]
+    run = tmp_path / "torch2.6.0"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(full))
+    record_release(run, "2.6.0", tmp_path / "matrix")
+    part = _results("2.6.0+cu124")
+    part["areas"] = ["attention"]
+    part["rules"] = [{"id": "attention.a", "device": "cpu", "status": "pass"}]
+    part["registry_outcomes"] = {"attention-z": {"cpu": "reproduces"}}
+    (run / "results.json").write_text(json.dumps(part))
+    data = json.loads(record_release(run, "2.6.0", tmp_path / "matrix").read_text())
+    assert data["rules"]["cpu"] == {"attention.a": "pass", "norm.a": "pass", "norm.b": "known_divergence"}
+    assert data["registry"]["cpu"] == {"attention-z": "reproduces", "norm-x": "reproduces", "norm-y": "conforms"}
+    assert data["counts"]["pass"] == 2 and data["updates"][0]["areas"] == ["attention"]

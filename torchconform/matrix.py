@@ -61,6 +61,8 @@ def release_data(results: dict, release: str) -> dict:
 
 
 def record_release(run_dir: Path, release: str, matrix_dir: Path) -> Path:
+    """Write ``<matrix_dir>/<release>.json`` from a run.  A run of some areas only (``-- --area A``)
+    replaces those areas' rules and registry outcomes in the release's existing data and keeps the rest."""
     from suite.matrix import base_version
 
     results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
@@ -69,8 +71,37 @@ def record_release(run_dir: Path, release: str, matrix_dir: Path) -> Path:
         raise UsageError(f"{run_dir} ran torch {version}, not {release}")
     matrix_dir.mkdir(parents=True, exist_ok=True)
     path = matrix_dir / f"{release}.json"
-    path.write_text(json.dumps(release_data(results, release), indent=1) + "\n", encoding="utf-8")
+    data = release_data(results, release)
+    areas = results.get("areas") or []
+    from reference.rules import AREAS
+
+    if path.exists() and areas and set(areas) != set(AREAS):
+        data = merge_areas(json.loads(path.read_text(encoding="utf-8")), data, areas)
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     return path
+
+
+def merge_areas(old: dict, new: dict, areas: list[str]) -> dict:
+    """``old`` with the rules and registry outcomes of ``areas`` taken from ``new``."""
+    def area(key: str) -> str:
+        return key.split(".", 1)[0] if "." in key else key.split("-", 1)[0]
+
+    merged = dict(old)
+    for field in ("rules", "registry"):
+        by_device: dict[str, dict[str, str]] = {}
+        for source, keep in ((old, lambda k: area(k) not in areas), (new, lambda k: area(k) in areas)):
+            for device, items in (source.get(field) or {}).items():
+                by_device.setdefault(device, {}).update({k: v for k, v in items.items() if keep(k)})
+        merged[field] = {d: dict(sorted(items.items())) for d, items in sorted(by_device.items())}
+    tally: dict[str, int] = {}
+    for items in merged["rules"].values():
+        for status in items.values():
+            tally[status] = tally.get(status, 0) + 1
+    merged["counts"] = {s: tally.get(s, 0) for s in old.get("counts", tally)}
+    merged["updates"] = list(old.get("updates") or []) + [
+        {"areas": areas, "suite_commit": new.get("suite_commit"), "started": new.get("started"),
+         "duration_s": new.get("duration_s")}]
+    return merged
 
 
 def matrix(args: argparse.Namespace) -> int:
