@@ -34,8 +34,8 @@ def _sdpa_docs(case, device="cpu"):
 
 
 _ZERO_ROWS_REASON = ("SDPA returns 0 for a query row whose keys are all masked, deliberately since 2.5 (_safe_softmax); "
-                     "the docstring's 'equivalent' code (torch.softmax over a row of -inf) and its Note that the C++ "
-                     "implementation matches it still imply NaN: the documentation lags (the reference follows the "
+                     "the docstring's 'equivalent' code (torch.softmax over a row of -inf), which it says the C++ "
+                     "implementation matches ('matching the above formulation'), still implies NaN: the documentation lags (the reference follows the "
                      "change: reference.attention.fully_masked_rows_are_zero)")
 _ZERO_ROWS_EVIDENCE = ("pytorch/pytorch#131060 (Add a private _safe_softmax) and #133882 (Update fused kernels and call "
                        "_safe_softmax from SDPA: 'Changes the stance of SDPA on what to do for fully masked out rows'), "
