@@ -24,9 +24,10 @@ import math
 
 import numpy as np
 
-from reference.rules import rule
+from conform.rules import rule
 from reference.versions import since
-from suite.compare import EXACT, Raised, Tol, tolerance
+from conform.outcome import Raised
+from conform.tolerance import EXACT, Tol, tolerance
 
 T_ACT = "torch/nn/modules/activation.py: MultiheadAttention"
 T_MHAF = "torch/nn/functional.py: multi_head_attention_forward"

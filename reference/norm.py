@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference.rules import rule
-from suite.compare import Raised
+from conform.rules import rule
+from conform.outcome import Raised
 
 BN_DOC = "https://pytorch.org/docs/stable/generated/torch.nn.BatchNorm1d.html"
 BATCHNORM_PY = "torch/nn/modules/batchnorm.py"

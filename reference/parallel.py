@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference.rules import rule
+from conform.rules import rule
 from reference.versions import since
-from suite.compare import Raised
+from conform.outcome import Raised
 from suite.parallel.cases import (ApplyCase, DPCase, FallbackCase, GatherCase, ReplicateCase, ScatterCase,
                                   ScatterKwargsCase, affine_input, affine_params, apply_input, buffer_leaf,
                                   leaf_values, loss_weights, param_leaf)

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from reference.rules import AREAS
+from conform.rules import AREAS
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATUSES = ("pass", "fail", "fixed?", "known_divergence", "skipped")
@@ -87,8 +87,8 @@ def load_run(path: Path | str) -> Run:
 
 def _rebuild(directory: Path) -> dict:
     """results.json from records + run.json (what `torchconform run` wrote before starting)."""
-    from reference.rules import load_all
-    from torchconform.results import build_results
+    from reference import load_all
+    from suite.results import build_results
 
     meta: dict[str, Any] = {}
     if (directory / "run.json").is_file():

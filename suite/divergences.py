@@ -3,10 +3,13 @@
 Each area keeps its entries in ``suite/<area>/divergences.py`` as a list
 ``DIVERGENCES`` of ``Divergence``.  An entry is precise:
 
-- ``when(case)`` says for which Cases torch diverges (never a whole test);
-- ``torch_does(case, expected)`` says what torch returns instead (None: any
-  deviation from the reference within ``when`` is accepted -- use only where
-  torch's wrong answer is itself unspecified, and say so in ``reason``);
+- ``case_type`` is the Case type (or tuple of types) the entry is about, and
+  ``when(case)`` a plain predicate on such a Case saying where torch diverges
+  (never a whole test).  An exception in ``when`` is a bug of the entry and
+  propagates;
+- ``torch_does(case, expected)`` says what torch returns instead: always a
+  checkable outcome (where torch's value is unspecified, a checkable property
+  such as ``conform.outcome.Finite(shape)``);
 - ``torch`` is the version range (PEP 440 specifier) and ``devices`` the device
   types it was observed on.  The range is *measured*: it starts at the first release
   of the matrix (``reports/matrix/``) where the repro reproduces and has an upper
@@ -19,9 +22,13 @@ Each area keeps its entries in ``suite/<area>/divergences.py`` as a list
   contract) or ``"docs"`` (maintainers changed the behaviour on purpose and the
   reference follows the change; the documentation lags).  ``arguable`` marks
   entries a second reading judged a matter of taste (shown as such in the report);
-- ``repro`` is a minimal Case and ``reference_fn(case)`` / ``torch_fn(case, device)``
-  compute its two outcomes; ``suite/test_divergences.py`` runs it on every run,
-  so an entry that stops reproducing turns into a failure ("fixed").
+- ``repro`` is a minimal Case; ``expect(case, device)`` is the reference's
+  expectations for a case (the one for ``rule`` is used) and ``run(case, device)``
+  the torch side the area's test runs; ``suite/test_divergences.py`` runs the
+  repro on every run, so an entry that stops reproducing turns into a failure
+  ("fixed").
+
+At most one entry may apply to an example: ``find`` raises on overlapping entries.
 
 A drawn example that matches an entry and shows exactly the registered
 behaviour is recorded as ``known_divergence``; one that conforms although the
@@ -37,8 +44,9 @@ from typing import Any, Callable
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from reference.rules import AREAS
-from suite.compare import EXACT, Tol
+from conform.rules import AREAS
+from conform.expect import Expect
+from conform.tolerance import EXACT, Tol
 
 
 @dataclass(frozen=True)
@@ -51,8 +59,12 @@ class Divergence:
     when: Callable[[Any], bool]
     torch_does: Callable[[Any, Any], Any] | None
     repro: Any
-    reference_fn: Callable[[Any], Any]
-    torch_fn: Callable[[Any, str], Any]
+    # TRANSITION (issue 11): old entries give reference_fn/torch_fn/tol; new ones case_type/expect/run.
+    reference_fn: Callable[[Any], Any] | None = None
+    torch_fn: Callable[[Any, str], Any] | None = None
+    case_type: type | tuple[type, ...] | None = None
+    expect: Callable[[Any, str], Expect | list[Expect]] | None = None
+    run: Callable[[Any, str], Any] | None = None
     devices: tuple[str, ...] = ("*",)
     also_rules: tuple[str, ...] = ()
     bug_in: str = "torch"
@@ -64,6 +76,21 @@ class Divergence:
     def tol_for(self, case: Any) -> Tol:
         return self.tol(case) if callable(self.tol) else self.tol
 
+    def expectation(self, case: Any, device: str) -> Expect:
+        """The reference's expectation for this entry's rule on ``case``."""
+        if self.expect is None:  # TRANSITION
+            return Expect(self.rule, self.reference_fn(case), self.tol_for(case))
+        expects = self.expect(case, device)
+        expects = [expects] if isinstance(expects, Expect) else list(expects)
+        for e in expects:
+            if e.rule == self.rule:
+                return e
+        raise LookupError(f"{self.id}: the reference expects nothing of {self.rule} for its repro")
+
+    @property
+    def runner(self) -> Callable[[Any, str], Any]:
+        return self.run if self.run is not None else self.torch_fn
+
     @property
     def rules(self) -> tuple[str, ...]:
         return (self.rule, *self.also_rules)
@@ -73,9 +100,11 @@ class Divergence:
             return False
         if "*" not in self.devices and device.split(":")[0] not in self.devices:
             return False
-        try:
+        if self.case_type is not None:
+            return isinstance(case, self.case_type) and bool(self.when(case))
+        try:  # TRANSITION: entries without case_type
             return bool(self.when(case))
-        except Exception:  # a predicate written for another Case type
+        except Exception:
             return False
 
 
@@ -102,8 +131,12 @@ def all_divergences() -> tuple[Divergence, ...]:
     return tuple(entries)
 
 
+class OverlappingEntries(Exception):
+    """Two registry entries claim one example: the registry must say which behaviour torch has."""
+
+
 def find(rule: str, case: Any, device: str, torch_version: str) -> Divergence | None:
-    for entry in all_divergences():
-        if entry.applies(rule, case, device, torch_version):
-            return entry
-    return None
+    found = [e for e in all_divergences() if e.applies(rule, case, device, torch_version)]
+    if len(found) > 1:
+        raise OverlappingEntries(f"entries {', '.join(e.id for e in found)} all apply to {rule} on {case!r}")
+    return found[0] if found else None

@@ -1,9 +1,13 @@
 """pytest plugin: run options, the ``device`` parametrisation, the ``conform``
 fixture that compares and records, and the per-test result records.
 
-A test declares the rules it exercises with ``@pytest.mark.rules(...)`` and
-calls ``conform.check(rule, case, expected, actual, tol, torch_fn)`` for every
-comparison.  Records are appended (and flushed) to
+A test declares the rules it exercises with ``@pytest.mark.rules(...)``, asks
+the reference for the case's expectations and calls
+``conform.check(case, expects, run=torch_side.run_x)``: the plugin runs torch
+once and compares each ``Expect`` (rule, expected, tolerance, part) with it, so
+a repro replays exactly what was compared.  Records are structured (status,
+mismatches with path / expected / actual / tolerance, divergence id, case) and
+appended (and flushed) to
 ``<conform-out>/records/<pid>.jsonl`` as each test finishes, so an interrupted
 or crashed run keeps everything that finished before it.
 """
@@ -13,14 +17,17 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import pytest
 import torch
 
-from reference.rules import RULES, load_all
+from conform.expect import Expect
+from conform.outcome import Mismatch, Raised, compare
+from conform.rules import RULES
+from conform.tolerance import EXACT, Tol
+from reference import load_all
 from suite import divergences, matrix
-from suite.compare import EXACT, Mismatch, Tol, compare
 from suite.devices import DeviceError, parse_devices
 
 
@@ -33,9 +40,11 @@ class RuleRecord:
     examples: int = 0
     known: int = 0
     failure: str | None = None
+    mismatches: list[dict] = field(default_factory=list)  # of the last failing example (Mismatch.to_dict)
+    case: str | None = None  # repr of the last failing example's case
     divergence: str | None = None
     repro: str | None = None
-    last_failing: tuple | None = None  # (case, expected, tol, torch_fn): the shrunk example, written out at the end
+    last_failing: tuple | None = None  # (case, expected, tol, run, key): the shrunk example, written out at the end
     fixed: str | None = None  # a registered divergence that no longer reproduced on a build beyond the matrix
 
 
@@ -54,14 +63,42 @@ class Conform:
     def measure(self, entry_id: str, outcome: str) -> None:
         self.measurements[entry_id] = outcome
 
-    def check(self, rule: str, case: Any, expected: Any, actual: Any, tol: Tol = EXACT,
-              torch_fn: Callable[[Any, str], Any] | None = None) -> None:
-        """Compare one outcome; raise ConformanceFailure on an unexplained mismatch.
+    def check(self, *args, **kwargs) -> Any:
+        # TRANSITION (issue 11): the old form check(rule, case, expected, actual, tol, torch_fn) until every area
+        # has moved to check(case, expects, run=...).  Removed when the last call site is converted.
+        if args and isinstance(args[0], str):
+            rule, case, expected, actual, *rest = args
+            tol = rest[0] if rest else kwargs.get("tol", EXACT)
+            return self._check_rule(rule, case, expected, actual, tol, kwargs.get("torch_fn"))
+        return self.check_expects(*args, **kwargs)
 
-        ``torch_fn(case, device)`` must recompute ``actual`` from ``case`` alone,
-        using only torch, numpy and the standard library: the repro writer embeds
-        its module in the standalone script.
+    def check_expects(self, case: Any, expects: Expect | Iterable[Expect], run: Callable[[Any, str], Any]) -> Any:
+        """Run torch once on ``case`` and compare every expectation with its part of the outcome.
+
+        ``run(case, device)`` computes torch's outcome from ``case`` alone, with only torch, numpy, the
+        standard library and ``conform`` (the repro writer inlines what it needs); an exception it lets
+        escape is the outcome ``Raised``.  Every expectation is compared, so each rule gets its own
+        verdict; a ConformanceFailure naming the failed rules is raised at the end.  Returns torch's
+        outcome.
         """
+        expects = [expects] if isinstance(expects, Expect) else list(expects)
+        try:
+            actual = run(case, self.device)
+        except Exception as exc:  # an outcome, compared like any other
+            actual = Raised.from_exception(exc)
+        failures = []
+        for expect in expects:
+            try:
+                self._check_rule(expect.rule, case, expect.expected, expect.select(actual), expect.tol, run,
+                                 expect.key)
+            except ConformanceFailure as exc:
+                failures.append(str(exc))
+        if failures:
+            raise ConformanceFailure("\n\n".join(failures))
+        return actual
+
+    def _check_rule(self, rule: str, case: Any, expected: Any, actual: Any, tol: Tol,
+                    run: Callable[[Any, str], Any] | None, key: Any = None) -> None:
         if rule not in RULES:
             raise KeyError(f"unregistered rule id {rule!r}")
         record = self.records.setdefault(rule, RuleRecord())
@@ -69,7 +106,7 @@ class Conform:
         mismatches = compare(expected, actual, tol, rule)
         entry = divergences.find(rule, case, self.device, torch.__version__)
         if entry is not None:
-            if entry.torch_does is None:
+            if entry.torch_does is None:  # TRANSITION: entries still without a checkable torch_does
                 diverges_as_registered = bool(mismatches)
             else:
                 diverges_as_registered = not compare(entry.torch_does(case, expected), actual, tol, rule)
@@ -81,21 +118,23 @@ class Conform:
                 record.fixed = entry.id
                 return
             if not mismatches:
-                self._fail(record, rule, case, expected, tol, torch_fn,
+                self._fail(record, rule, case, expected, tol, run, key,
                            f"registered divergence {entry.id} did not reproduce: torch {torch.__version__} "
                            f"conforms on {self.device}; narrow or close the entry", [])
         if mismatches:
-            self._fail(record, rule, case, expected, tol, torch_fn, "", mismatches)
+            self._fail(record, rule, case, expected, tol, run, key, "", mismatches)
 
     def _fail(self, record: RuleRecord, rule: str, case: Any, expected: Any, tol: Tol,
-              torch_fn: Callable | None, headline: str, mismatches: list[Mismatch]) -> None:
+              run: Callable | None, key: Any, headline: str, mismatches: list[Mismatch]) -> None:
         lines = [headline] if headline else []
         lines += [str(m) for m in mismatches[:5]]
         if len(mismatches) > 5:
             lines.append(f"... and {len(mismatches) - 5} more mismatches")
         lines.append(f"case: {case!r}")
         record.failure = "\n".join(lines)
-        record.last_failing = (case, expected, tol, torch_fn) if torch_fn is not None else None
+        record.mismatches = [m.to_dict() for m in mismatches[:20]]
+        record.case = repr(case)
+        record.last_failing = (case, expected, tol, run, key) if run is not None else None
         raise ConformanceFailure(record.failure)
 
 
@@ -179,10 +218,12 @@ def _record(item: pytest.Item, report: pytest.TestReport) -> None:
         elif rec.failure is not None:
             status, detail = "fail", rec.failure
             if out is not None and rec.last_failing is not None:
-                from reports.repro import write_repro
+                from suite.repro import write_repro
 
                 try:
-                    rec.repro = str(write_repro(out / "repro", rid, *rec.last_failing, device).relative_to(out))
+                    case, expected, tol, run, key = rec.last_failing
+                    rec.repro = str(write_repro(out / "repro", rid, case, expected, tol, run, device, key)
+                                    .relative_to(out))
                     detail += f"\nrepro: {rec.repro}"
                 except Exception as exc:  # a broken repro must not lose the result itself
                     detail += f"\nrepro could not be written: {type(exc).__name__}: {exc}"
@@ -201,7 +242,9 @@ def _record(item: pytest.Item, report: pytest.TestReport) -> None:
         else:
             status, detail = "skipped", f"{item.nodeid} reached no example of this rule"
         rows.append({"id": rid, "area": RULES[rid].area, "device": device, "status": status,
-                     "examples": rec.examples, "repro": rec.repro, "detail": detail, "test": item.nodeid})
+                     "examples": rec.examples, "repro": rec.repro, "detail": detail, "test": item.nodeid,
+                     "mismatches": rec.mismatches, "case": rec.case,
+                     "divergence": rec.divergence or rec.fixed})
     if out is not None and rows:
         _append(out / "records" / f"{os.getpid()}.jsonl", rows)
     if out is not None and conform is not None and conform.measurements:

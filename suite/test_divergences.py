@@ -17,7 +17,7 @@ import os
 import pytest
 import torch
 
-from suite.compare import Raised, compare
+from conform.outcome import Raised, compare
 from suite.divergences import all_divergences, applies_to_build
 from suite.matrix import CONFORMS, DIFFERS, REPRODUCES
 
@@ -29,12 +29,12 @@ ENTRIES = [e for e in all_divergences() if not _AREAS or e.rule.split(".", 1)[0]
 def repro_outcome(entry, device: str) -> tuple[str, object, object]:
     """Run the entry's repro once: (outcome, expected, actual)."""
     case = entry.repro
-    expected = entry.reference_fn(case)
+    expect = entry.expectation(case, device)
+    expected, tol = expect.expected, expect.tol
     try:
-        actual = entry.torch_fn(case, device)
+        actual = expect.select(entry.runner(case, device))
     except Exception as exc:  # e.g. an API this release lacks: recorded, not raised
-        actual = Raised(type(exc).__name__, str(exc))
-    tol = entry.tol_for(case)
+        actual = Raised.from_exception(exc)
     if entry.torch_does is None:
         registered = bool(compare(expected, actual, tol))
     else:
@@ -60,6 +60,6 @@ def test_registered_divergence_still_reproduces(entry, device, conform):
     conform.measure(entry.id, outcome)
     if not applies_to_build(entry.torch, torch.__version__):
         pytest.skip(f"{entry.id} is registered for torch {entry.torch}; here its repro {outcome}")
-    conform.check(entry.rule, case, expected, actual, tol=entry.tol_for(case), torch_fn=entry.torch_fn)
+    conform.check(case, [entry.expectation(case, device)], run=entry.runner)
     record = conform.records[entry.rule]
     assert record.known == 1 or record.fixed, f"{entry.id} no longer diverges on torch {torch.__version__}"

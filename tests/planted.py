@@ -7,7 +7,7 @@ every torch-side module, imports no reference code.
 """
 from __future__ import annotations
 
-from reference.rules import rule
+from conform.rules import rule
 
 PLANTED = rule("module.selftest.planted", "a + b == a + b + 1 (a planted, false rule)", "tests/planted.py")
 

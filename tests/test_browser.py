@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from reference.rules import AREAS
+from conform.rules import AREAS
 from reports.html import load_run, render_report
 from tests.test_report import FAIL_DETAIL, results, rule
 

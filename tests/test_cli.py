@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from torchconform.cli import main
-from torchconform.results import add_unrecorded, merge_rows, read_records
+from suite.results import add_unrecorded, merge_rows, read_records
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -91,7 +91,7 @@ def test_truncated_record_line_is_reported_and_the_rest_kept(tmp_path):
 
 
 def test_area_without_tests_lists_its_rules_as_skipped_and_exits_0(tmp_path, monkeypatch, capsys):
-    from reference.rules import RULES
+    from conform.rules import RULES
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("torchconform.run.suite_paths", lambda root, areas, explicit: [])

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from suite.compare import EPS, EXACT, Raised, compare, tolerance
+from conform.outcome import Raised, compare
+from conform.tolerance import EPS, EXACT, tolerance
 
 
 def test_exact_scalars_and_types():

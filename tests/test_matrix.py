@@ -7,7 +7,8 @@ import json
 import pytest
 
 from reports.html import first_seen_fixed_in
-from torchconform.cli import UsageError, main
+from torchconform.cli import main
+from torchconform.options import UsageError
 from torchconform.matrix import parse_releases, record_release
 
 

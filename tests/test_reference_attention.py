@@ -10,7 +10,7 @@ import pytest
 from packaging.version import Version
 
 import reference.attention as ref
-from suite.compare import Raised
+from conform.outcome import Raised
 
 
 def test_softmax_uniform_and_fully_masked_row():

@@ -6,7 +6,7 @@ import pytest
 
 from reference import data as R
 from reference.data import collate as collate_model
-from suite.compare import Raised
+from conform.outcome import Raised
 from suite.data.torch_side import DatasetCase, LoaderArgsCase, LoaderCase, SamplerCase
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from reference.module import containers, convert, hooks, tree
-from suite.compare import Raised
+from conform.outcome import Raised
 from suite.module.containers_torch import ContainerProgram, CtOp
 from suite.module.convert_torch import ConvertCase
 from suite.module.hooks_torch import Hook, HookCase

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from reference import norm as ref
-from suite.compare import Raised
+from conform.outcome import Raised
 
 
 def seq(**kw):

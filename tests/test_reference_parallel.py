@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from reference import parallel as ref
-from suite.compare import Raised, compare
+from conform.outcome import Raised, compare
 from suite.parallel.cases import ApplyCase, DPCase, GatherCase, ModSpec, ReplicateCase, ScatterCase, ScatterKwargsCase
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reference.rules import AREAS
+from conform.rules import AREAS
 from reports.html import InputError, load_run, render_report
 from torchconform.cli import main
 

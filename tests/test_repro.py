@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from reports.repro import literal
-from suite.compare import Raised, tolerance
+from suite.repro import literal
+from conform.outcome import Raised
+from conform.tolerance import tolerance
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from torchconform.cli import UsageError
+from torchconform.options import UsageError
 
 
 def bench(args: argparse.Namespace) -> int:

@@ -13,11 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-PROFILES = ("ci", "dev", "fuzz")
-
-
-class UsageError(Exception):
-    """A bad option: reported as one line, exit status 2."""
+from torchconform.options import UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,12 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("torchconform: interrupted", file=sys.stderr)
         return 130
-
-
-def split_list(values: list[str] | None) -> list[str]:
-    """``["a,b", "c"]`` -> ``["a", "b", "c"]`` (order kept, duplicates dropped)."""
-    items = [part.strip() for value in values or [] for part in value.split(",")]
-    return list(dict.fromkeys(item for item in items if item))
 
 
 if __name__ == "__main__":

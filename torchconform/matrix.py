@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from torchconform.cli import UsageError, split_list
+from torchconform.options import UsageError, split_list
 
 OUT = Path("reports") / "out" / "matrix"
 
@@ -73,7 +73,7 @@ def record_release(run_dir: Path, release: str, matrix_dir: Path) -> Path:
     path = matrix_dir / f"{release}.json"
     data = release_data(results, release)
     areas = results.get("areas") or []
-    from reference.rules import AREAS
+    from conform.rules import AREAS
 
     if path.exists() and areas and set(areas) != set(AREAS):
         data = merge_areas(json.loads(path.read_text(encoding="utf-8")), data, areas)
@@ -134,9 +134,9 @@ def matrix(args: argparse.Namespace) -> int:
             shutil.rmtree(root / ".tox" / env, ignore_errors=True)
     runs = [str(root / OUT / f"torch{r}") for r in releases if (root / OUT / f"torch{r}" / "results.json").exists()]
     if runs:
-        from torchconform.cli import main
+        from torchconform.report import report
 
-        main(["report", *runs, "--out", str(root / OUT)])
+        report(argparse.Namespace(dirs=runs, out=str(root / OUT), bench=None, bench_dir="reports/perf"))
     if failed:
         print(f"torchconform matrix: not clean on {', '.join(dict.fromkeys(failed))}", file=sys.stderr)
     return 1 if failed else 0

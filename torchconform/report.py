@@ -6,7 +6,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from torchconform.cli import UsageError
+from torchconform.options import UsageError
 
 
 def report(args: argparse.Namespace) -> int:

@@ -7,8 +7,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from torchconform.cli import PROFILES, UsageError, split_list
-from torchconform.results import (build_results, divergence_list, machine_info, suite_commit, torch_build,
+from torchconform.options import PROFILES, UsageError, split_list
+from suite.results import (build_results, divergence_list, machine_info, suite_commit, torch_build,
                                   write_json)
 from torchconform.runner import Progress, RecordTail, child_env, python, run_child
 
@@ -21,7 +21,7 @@ def repo_root() -> Path:
 
 
 def parse_areas(values: list[str] | None) -> list[str]:
-    from reference.rules import AREAS
+    from conform.rules import AREAS
 
     areas = split_list(values)
     unknown = [a for a in areas if a not in AREAS]
@@ -69,7 +69,7 @@ def load_rules() -> tuple[dict, list[str]]:
     """The rule registry, area by area: one broken area module is reported, not fatal."""
     import importlib
 
-    from reference.rules import AREAS, RULES
+    from conform.rules import AREAS, RULES
 
     problems = []
     for area in AREAS:

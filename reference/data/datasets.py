@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 
-from reference.rules import rule
-from suite.compare import Raised
+from conform.rules import rule
+from conform.outcome import Raised
 from reference.data.rng import DATASET, MT
 from reference.data.collate import _tensor_pic
 

@@ -3,8 +3,8 @@
 Part of the data reference (see reference/data/__init__.py for its independence notes)."""
 from __future__ import annotations
 
-from reference.rules import rule
-from suite.compare import Raised
+from conform.rules import rule
+from conform.outcome import Raised
 from reference.data.rng import DOC, LOADER
 
 

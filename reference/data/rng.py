@@ -6,7 +6,7 @@ from __future__ import annotations
 import bisect
 import random
 
-from reference.rules import rule
+from conform.rules import rule
 
 
 SAMPLER = "torch/utils/data/sampler.py"

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reference.rules import rule
+from conform.rules import rule
 from reference.versions import since
-from suite.compare import Raised
+from conform.outcome import Raised
 from reference.data.rng import DOC, LOADER, WORKER, M32, global_seed, MT
 from suite.data.torch_side import HANG_TIMEOUT
 

@@ -4,8 +4,8 @@ containers behave like Python lists whose keys are the positions '0'..'n-1'
 ParameterDict convert plain tensors to Parameters."""
 from __future__ import annotations
 
-from reference.rules import rule
-from suite.compare import Raised
+from conform.rules import rule
+from conform.outcome import Raised
 
 SRC = "torch/nn/modules/container.py"
 

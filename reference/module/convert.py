@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference.rules import rule
-from suite.compare import Raised
+from conform.rules import rule
+from conform.outcome import Raised
 
 SRC = "torch/nn/modules/module.py"
 

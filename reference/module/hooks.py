@@ -5,8 +5,8 @@ register_full_backward_(pre_)hook.  Gradients in numpy float64."""
 from __future__ import annotations
 
 
-from reference.rules import rule
-from suite.compare import Raised
+from conform.rules import rule
+from conform.outcome import Raised
 from suite.module.hooks_torch import backward_inputs  # input generation only
 
 SRC = "torch/nn/modules/module.py"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from reference.rules import rule
-from suite.compare import Raised
+from conform.rules import rule
+from conform.outcome import Raised
 from suite.module.state_torch import make_inputs, walk  # input generation / tree shape only, no torch under test
 
 SRC = "torch/nn/modules/module.py"

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reference.rules import rule
+from conform.rules import rule
 from reference.versions import since
-from suite.compare import Raised
+from conform.outcome import Raised
 
 SRC = "torch/nn/modules/module.py"
 

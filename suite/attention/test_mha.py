@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 import reference.attention as ref
 from suite.attention import torch_side as ts
 from suite.attention.strategies import mha_cases, seeds
-from suite.compare import EXACT
+from conform.tolerance import EXACT
 
 FORWARD_RULES = (ref.MHA_FORWARD, ref.MHA_BATCH_FIRST, ref.MHA_UNBATCHED, ref.MHA_NEED_WEIGHTS, ref.MHA_AVERAGE,
                  ref.MHA_BIAS_KV, ref.MHA_ZERO_ATTN, ref.MHA_KVDIM, ref.MHA_NO_BIAS, ref.MASK_BOOL_MHA,

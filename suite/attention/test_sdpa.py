@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 import reference.attention as ref
 from suite.attention import torch_side as ts
 from suite.attention.strategies import sdpa_cases, sdpa_has_enable_gqa, seeds
-from suite.compare import Raised
+from conform.outcome import Raised
 from suite.versions import requires_torch
 
 # enable_gqa (new in 2.5) is drawn only where it exists; before, its rule is declared only by

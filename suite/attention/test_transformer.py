@@ -9,7 +9,7 @@ import reference.attention as ref
 from suite.attention import torch_side as ts
 from suite.attention.divergences import nested_conversion_expected
 from suite.attention.strategies import layer_cases, seeds
-from suite.compare import EXACT
+from conform.tolerance import EXACT
 
 
 def check_layer(conform, case, device, rules):

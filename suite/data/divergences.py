@@ -10,7 +10,7 @@ import numpy as np
 
 from reference import data as R
 from reference.versions import since
-from suite.compare import Raised
+from conform.outcome import Raised
 from suite.data.torch_side import (CollateCase, DatasetCase, LoaderArgsCase, SamplerCase, make_batch,
                                    sampler_passes, torch_collate, torch_dataset, torch_iterable_len_warning,
                                    torch_loader_args, torch_sampler)

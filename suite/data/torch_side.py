@@ -30,7 +30,7 @@ from torch.utils.data import (BatchSampler, ChainDataset, ConcatDataset, DataLoa
                               TensorDataset, WeightedRandomSampler, get_worker_info, random_split)
 from torch.utils.data.distributed import DistributedSampler
 
-from suite.compare import Raised
+from conform.outcome import Raised
 
 LOADER_TIMEOUT = 20.0  # seconds a healthy tiny batch may take under a loaded 2-core machine
 HANG_TIMEOUT = 0.5  # the DataLoader timeout of a Case whose fault is "hang" (the sample sleeps 1.5 s)

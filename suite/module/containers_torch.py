@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from suite.compare import Raised
+from conform.outcome import Raised
 
 MODS = ("m1", "m2", "m3", "m4", "m5")
 PARS = ("p0", "p1", "p2", "p3")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from suite.compare import Raised
+from conform.outcome import Raised
 
 
 @dataclass(frozen=True)

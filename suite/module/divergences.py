@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from suite.compare import Raised
+from conform.outcome import Raised
 from suite.divergences import Divergence
 from reference.module import containers as ct_ref
 from reference.module import hooks as hooks_ref

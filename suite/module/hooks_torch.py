@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn.modules import module as nn_module
 
-from suite.compare import Raised
+from conform.outcome import Raised
 
 
 @dataclass(frozen=True)

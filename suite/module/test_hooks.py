@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from reference.module import hooks as ref
 from reference.versions import since
-from suite.compare import tolerance
+from conform.tolerance import tolerance
 from suite.module.hooks_torch import (BackwardCase, GlobalHookRemoval, Hook, HookCase, run_backward,
                                      run_global_hook_removal, run_hooks)
 

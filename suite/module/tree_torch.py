@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from suite.compare import Raised
+from conform.outcome import Raised
 
 MODULES = ("m0", "m1", "m2", "m3", "m4")
 PARAMS = ("p0", "p1", "p2", "p3")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 
 from reference import norm as ref
-from suite.compare import Raised, compare
+from conform.outcome import Raised, compare
 from suite.divergences import Divergence
 from suite.norm.sync_torch import sync_field
 from suite.norm.torch_side import LAZY_STRUCTURE, BNCase, SyncCase, SyncField, make_sync_inputs, BNSeqCase, SeqStep, lazy_structure, make_bn_inputs, make_seq_inputs, \

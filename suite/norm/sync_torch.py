@@ -33,7 +33,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.modules._functions import SyncBatchNorm as sync_fn
 
-from suite.compare import Raised
+from conform.outcome import Raised
 from suite.norm.torch_side import SyncCase, SyncField, bn_kwargs, dtype_of, make_sync_inputs, raised, set_sync_state, to_np, \
     to_torch
 

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference import norm as ref
-from suite.compare import EXACT
+from conform.tolerance import EXACT
 from suite.norm import torch_side as ts
 from suite.norm.strategies import bn_cases
 from suite.norm.tolerances import bn_output_tol, running_mean_tol, running_var_tol

@@ -9,7 +9,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from reference import norm as ref
-from suite.compare import Raised
+from conform.outcome import Raised
 from suite.norm import torch_side as ts
 from suite.norm.strategies import other_norm_cases
 from suite.norm.tolerances import bn_output_tol, instance_running_tols, normalize_tol, other_grad_tols

@@ -13,7 +13,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from reference import norm as ref
-from suite.compare import EXACT, tolerance
+from conform.tolerance import EXACT, tolerance
 from suite.norm import torch_side as ts
 from suite.norm.divergences import empty_batch_in_average, failed_call_counted
 from suite.norm.strategies import seq_cases

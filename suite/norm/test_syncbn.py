@@ -17,7 +17,8 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from reference import norm as ref
-from suite.compare import EXACT, Raised
+from conform.outcome import Raised
+from conform.tolerance import EXACT
 from suite.devices import device_count
 from suite.norm import sync_torch
 from suite.norm import torch_side as ts

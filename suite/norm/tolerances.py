@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from suite.compare import Tol, tolerance
+from conform.tolerance import Tol, tolerance
 
 
 def _max(a, default: float = 0.0) -> float:

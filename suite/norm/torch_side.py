@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from suite.compare import Raised
+from conform.outcome import Raised
 
 # ``bias=`` keyword of the norm layers (guarded: the suite also runs on older builds).
 BN_HAS_BIAS_KW = "bias" in inspect.signature(torch.nn.BatchNorm1d.__init__).parameters

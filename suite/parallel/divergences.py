@@ -6,7 +6,7 @@ and an example is covered only where that variant's outcome differs from the spe
 from __future__ import annotations
 
 from reference import parallel as ref
-from suite.compare import Raised, compare
+from conform.outcome import Raised, compare
 from suite.divergences import Divergence
 from suite.parallel import torch_side as ts
 from suite.parallel.cases import (ApplyCase, GatherCase, ModSpec, ReplicateCase, ScatterCase, ScatterKwargsCase,

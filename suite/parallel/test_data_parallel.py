@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reference import parallel as ref
-from suite.compare import tolerance
+from conform.tolerance import tolerance
 from suite.devices import device_count
 from suite.parallel import strategies as S
 from suite.parallel import torch_side as ts

@@ -6,7 +6,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from reference import parallel as ref
-from suite.compare import Raised
+from conform.outcome import Raised
 from suite.parallel import strategies as S
 from suite.parallel import torch_side as ts
 

@@ -27,7 +27,7 @@ from collections import OrderedDict, defaultdict, namedtuple
 import numpy as np
 import torch
 
-from suite.compare import Raised
+from conform.outcome import Raised
 from suite.parallel.cases import (ApplyCase, DPCase, FallbackCase, GatherCase, ReplicateCase, ScatterCase,
                                   ScatterKwargsCase, affine_input, affine_params, apply_input, apply_view,
                                   buffer_leaf, leaf_values, loss_weights, param_leaf, replicate_view)

@@ -1,12 +1,11 @@
-"""The one comparison helper: plain outcomes in, ``Mismatch`` records out.
+"""Outcomes and the one comparison: plain outcomes in, ``Mismatch`` records out.
 
-Every tolerance in the suite is derived here, once, from the dtype's unit
-roundoff, the number of rounded operations that feed one output element and a
-conditioning factor the caller states (see ``tolerance``).  Nothing else in the
-project may invent a tolerance.
+An outcome is a plain value (numbers, numpy arrays, containers), an exception
+as ``Raised``, or an accepted set of outcomes (``OneOf``).  ``compare`` is the
+only place two outcomes are compared; tolerances come from ``conform.tolerance``.
 
-This module imports only the standard library and numpy: the repro writer
-embeds its source in standalone scripts.
+This module imports only the standard library, numpy and ``conform.tolerance``:
+the repro writer embeds its source in standalone scripts.
 """
 from __future__ import annotations
 
@@ -16,55 +15,7 @@ from typing import Any
 
 import numpy as np
 
-# Unit roundoff (machine epsilon / 2 is the rounding error of one op; we use
-# the spacing at 1.0, which is the conventional, slightly safer "eps").
-EPS = {
-    "float64": 2.0**-52,
-    "float32": 2.0**-23,
-    "float16": 2.0**-10,
-    "bfloat16": 2.0**-7,
-}
-
-
-@dataclass(frozen=True)
-class Tol:
-    """|actual - expected| <= atol + rtol * |expected|, elementwise."""
-
-    rtol: float = 0.0
-    atol: float = 0.0
-    why: str = "exact"
-
-    def __str__(self) -> str:
-        return f"rtol={self.rtol:.3g} atol={self.atol:.3g} ({self.why})"
-
-
-EXACT = Tol()
-
-
-def tolerance(dtype: str, ops: int = 1, reduction: int = 1, cond: float = 1.0, scale: float = 1.0) -> Tol:
-    """Forward-error bound for a result computed in ``dtype`` from inputs that are
-    exactly representable in ``dtype`` (the reference sees the same rounded inputs,
-    in float64).
-
-    - ``ops``: rounded elementwise operations on the path to one output element
-      (each contributes at most one unit roundoff);
-    - ``reduction``: length of the longest sum feeding it; we take the worst case
-      of recursive summation, ``(n - 1) * eps`` relative to the sum of magnitudes,
-      because backends are free to pick any summation order (tree, atomics, Welford);
-    - ``cond``: the caller's bound on the condition number of the computation
-      (e.g. 1/sqrt(var + eps) growth in normalization, exp growth in softmax);
-    - ``scale``: magnitude of the summed terms, which turns the relative bound on
-      a sum of magnitudes into an absolute one for results that cancel to ~0.
-
-    A factor of 2 covers the final rounding of the output and of the float64
-    reference itself.  The bound is deliberately the rigorous worst case: a
-    planted kernel bug (a wrong divisor, a dropped term, a swapped mask) shows
-    up at O(1/n) relative error or larger, orders of magnitude above it.
-    """
-    dtype = str(dtype).replace("torch.", "")
-    eps = EPS[dtype]
-    rtol = 2.0 * eps * (ops + max(reduction - 1, 0)) * cond
-    return Tol(rtol=rtol, atol=rtol * scale, why=f"{dtype}, ops={ops}, n={reduction}, cond={cond:.3g}")
+from conform.tolerance import EXACT, Tol
 
 
 @dataclass(frozen=True)
@@ -82,6 +33,30 @@ class Raised:
             return True
         return re.search(self.message, actual.message or "") is not None
 
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> "Raised":
+        """The actual side of an exception: its type name and message."""
+        return cls(type(exc).__name__, str(exc))
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """An expected outcome that documentation leaves open: any one of ``options`` conforms
+    (e.g. a fused SDPA backend may refuse an input, or give the formula's result)."""
+
+    options: tuple
+
+    def __init__(self, *options: Any) -> None:
+        object.__setattr__(self, "options", tuple(options))
+
+
+@dataclass(frozen=True)
+class Finite:
+    """An expected outcome whose values are unspecified but checkable: a float array of this
+    shape whose every element is finite."""
+
+    shape: tuple
+
 
 @dataclass(frozen=True)
 class Mismatch:
@@ -90,6 +65,11 @@ class Mismatch:
     actual: Any
     tolerance: str
     rule: str
+
+    def to_dict(self) -> dict:
+        """The record form: every field as short text, for results.json and the report."""
+        return {"rule": self.rule, "path": self.path or "<root>", "expected": _short(self.expected),
+                "actual": _short(self.actual), "tolerance": self.tolerance}
 
     def __str__(self) -> str:
         return f"{self.rule} at {self.path or '<root>'}: expected {_short(self.expected)}, got {_short(self.actual)} [{self.tolerance}]"
@@ -117,6 +97,15 @@ def _diff(e: Any, a: Any, tol: Tol, rule: str, path: str, out: list[Mismatch]) -
     def miss(exp: Any = e, act: Any = a, p: str = path, t: Tol = EXACT) -> None:
         out.append(Mismatch(p, exp, act, str(t), rule))
 
+    if isinstance(e, OneOf):
+        if not any(not compare(option, a, tol, rule, path) for option in e.options):
+            miss()
+        return
+    if isinstance(e, Finite):
+        arr = None if isinstance(a, Raised) else np.asarray(a)
+        if arr is None or arr.dtype.kind not in "fc" or arr.shape != tuple(e.shape) or not np.isfinite(arr).all():
+            miss()
+        return
     if isinstance(e, Raised):
         if not (isinstance(a, Raised) and e.matches(a)):
             miss()

@@ -8,7 +8,7 @@ Each area module registers its rules next to the code that implements them::
         "torch/nn/modules/module.py: Module.__setattr__")
 
 The id's first component is the area.  ``RULES`` is the registry the recorder,
-the report and the repro writer read.
+the report and the repro writer read; ``reference.load_all()`` fills it.
 """
 from __future__ import annotations
 
@@ -41,16 +41,3 @@ def rule(id: str, statement: str, citation: str) -> str:
         raise ValueError(f"rule {id!r} registered twice with different text")
     RULES[id] = Rule(id, statement, citation)
     return id
-
-
-def load_all() -> dict[str, Rule]:
-    """Import every area module that exists so that RULES is complete."""
-    import importlib
-
-    for area in AREAS:
-        try:
-            importlib.import_module(f"reference.{area}")
-        except ModuleNotFoundError as exc:
-            if exc.name not in (f"reference.{area}",):
-                raise
-    return RULES
