@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -124,9 +123,19 @@ def frame(runs: list[Run], out: Path) -> pd.DataFrame:
                 "detail": e.get("detail") or "", "statement": e.get("statement") or "",
                 "citation": e.get("citation") or "",
                 "repro": os.path.relpath(run.path / repro, out) if repro else None,
+                "mismatches": e.get("mismatches") or [], "case": e.get("case"), "note": e.get("note") or "",
+                "divergence": e.get("divergence") or _legacy_divergence(e),
             })
-    columns = ["id", "area", "device", "build", "status", "examples", "detail", "statement", "citation", "repro"]
+    columns = ["id", "area", "device", "build", "status", "examples", "detail", "statement", "citation", "repro",
+               "mismatches", "case", "note", "divergence"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _legacy_divergence(entry: dict) -> str | None:
+    """Results written before records had a ``divergence`` field: their detail starts with the entry id."""
+    if entry.get("status") != "known_divergence":
+        return None
+    return (entry.get("detail") or "").split(":", 1)[0] or None
 
 
 def summary(df: pd.DataFrame, runs: list[Run]) -> list[dict]:
@@ -181,64 +190,16 @@ def _worst(cells) -> str:
     return next((s for s in WORST_FIRST if s in statuses), "skipped")
 
 
-def _top_level(text: str, needle: str) -> list[int]:
-    """Positions of ``needle`` in ``text`` outside brackets (the mismatch path may itself say "expected")."""
-    depth, found = 0, []
-    for i, ch in enumerate(text):
-        if depth == 0 and text.startswith(needle, i):
-            found.append(i)
-        depth += ch in "([{"
-        depth -= ch in ")]}" and depth > 0
-    return found
-
-
-def parse_mismatch(block: str) -> dict | None:
-    """``<rule> at <path>: expected <e>, got <a> [<tol>]`` (suite/compare.py: Mismatch.__str__) -> fields."""
-    head = re.match(r"(?P<rule>\S+) at ", block)
-    tol = re.search(r" \[(?P<tol>[^\[\]]*)\]\s*$", block)
-    if not head or not tol:
-        return None
-    body = block[head.end():tol.start()]
-    starts = _top_level(body, ": expected ")
-    if not starts:
-        return None
-    path, rest = body[:starts[0]], body[starts[0] + len(": expected "):]
-    gots = [i for i in range(len(rest)) if rest.startswith(", got ", i)]
-    if not gots:
-        return None
-    # Prefer a split at bracket depth 0; a truncated repr ("...") leaves brackets open, so next try after "...".
-    level = _top_level(rest, ", got ")
-    cut = level[0] if level else next((i for i in gots if rest[:i].endswith("...")), gots[-1])
-    return {"rule": head["rule"], "path": path or "<root>", "expected": rest[:cut],
-            "actual": rest[cut + len(", got "):], "tol": tol["tol"]}
-
-
-def parse_detail(detail: str) -> dict:
-    """Split a failure detail into mismatches (path, expected, actual, tolerance), the case and other lines."""
-    mismatches, other, case = [], [], ""
-    block: list[str] = []
-    for line in detail.splitlines():
-        if block or re.match(r"\S+ at .*: ", line):
-            block.append(line)
-            if re.search(r" \[[^\[\]]*\]\s*$", line):
-                parsed = parse_mismatch("\n".join(block))
-                if parsed:
-                    mismatches.append(parsed)
-                else:
-                    other.extend(block)
-                block = []
-            continue
-        if line.startswith("case: "):
-            case = line[len("case: "):]
-        elif not line.startswith("repro: ") and line.strip() and line.strip() != "---":
-            other.append(line)
-    other.extend(block)
-    return {"mismatches": mismatches, "case": case, "other": "\n".join(other)}
-
-
 def failures(df: pd.DataFrame) -> list[dict]:
+    """Failing rules with their structured evidence: mismatches (path, expected, actual, tolerance), the
+    minimal case and what else the failure says.  Read from the record's fields, never parsed from text."""
     fails = df[df["status"] == "fail"]
-    return [{**row, **parse_detail(row["detail"])} for row in fails.to_dict("records")]
+    out = []
+    for row in fails.to_dict("records"):
+        mismatches = [{**m, "tol": m.get("tolerance", "")} for m in (row.get("mismatches") or [])]
+        note = row.get("note") or ("" if mismatches else row.get("detail") or "")
+        out.append({**row, "mismatches": mismatches, "case": row.get("case") or "", "other": note})
+    return out
 
 
 def release_history(runs: list[Run]) -> dict[str, dict[str, str]]:
@@ -296,7 +257,7 @@ def divergences(runs: list[Run], df: pd.DataFrame) -> list[dict]:
         entry["first_seen"], entry["fixed_in"] = first_seen_fixed_in(history.get(entry["id"], {}))
     known = df[df["status"] == "known_divergence"]
     for entry in entries.values():
-        hits = known[known["detail"].str.contains(f"(?:^|\n){re.escape(entry['id'])}:", regex=True)]
+        hits = known[known["divergence"] == entry["id"]]
         entry["hit"] = sorted({f"{b} / {d}" for b, d in zip(hits["build"], hits["device"])})
     return sorted(entries.values(), key=lambda e: e["id"])
 

@@ -42,6 +42,7 @@ class RuleRecord:
     failure: str | None = None
     mismatches: list[dict] = field(default_factory=list)  # of the last failing example (Mismatch.to_dict)
     case: str | None = None  # repr of the last failing example's case
+    note: str = ""  # what the failure is, beyond the mismatches (e.g. "registered divergence ... did not reproduce")
     divergence: str | None = None
     repro: str | None = None
     last_failing: tuple | None = None  # (case, expected, tol, run, key): the shrunk example, written out at the end
@@ -133,6 +134,7 @@ class Conform:
         lines.append(f"case: {case!r}")
         record.failure = "\n".join(lines)
         record.mismatches = [m.to_dict() for m in mismatches[:20]]
+        record.note = headline
         record.case = repr(case)
         record.last_failing = (case, expected, tol, run, key) if run is not None else None
         raise ConformanceFailure(record.failure)
@@ -229,6 +231,7 @@ def _record(item: pytest.Item, report: pytest.TestReport) -> None:
                     detail += f"\nrepro could not be written: {type(exc).__name__}: {exc}"
         elif report.failed and not attributed:
             status, detail = "fail", f"{item.nodeid} failed: {report.longreprtext[-2000:]}"
+            rec.note = detail
         elif rec.known:
             entry = next(e for e in divergences.all_divergences() if e.id == rec.divergence)
             status, detail = "known_divergence", f"{entry.id}: {entry.reason} ({rec.known} of {rec.examples} examples)"
@@ -243,7 +246,7 @@ def _record(item: pytest.Item, report: pytest.TestReport) -> None:
             status, detail = "skipped", f"{item.nodeid} reached no example of this rule"
         rows.append({"id": rid, "area": RULES[rid].area, "device": device, "status": status,
                      "examples": rec.examples, "repro": rec.repro, "detail": detail, "test": item.nodeid,
-                     "mismatches": rec.mismatches, "case": rec.case,
+                     "mismatches": rec.mismatches, "case": rec.case, "note": rec.note if status == "fail" else "",
                      "divergence": rec.divergence or rec.fixed})
     if out is not None and rows:
         _append(out / "records" / f"{os.getpid()}.jsonl", rows)

@@ -88,6 +88,11 @@ def merge_rows(rows: Iterable[dict]) -> list[dict]:
             "repros": repros,
             "detail": "\n---\n".join(details),
             "tests": list(dict.fromkeys(r["test"] for r in group if r.get("test"))),
+            # structured fields of the first winning record (the report reads these, never the text)
+            "mismatches": next((r["mismatches"] for r in winners if r.get("mismatches")), []),
+            "case": next((r["case"] for r in winners if r.get("case")), None),
+            "note": next((r["note"] for r in winners if r.get("note")), ""),
+            "divergence": next((r["divergence"] for r in winners if r.get("divergence")), None),
         })
     return merged
 
@@ -97,7 +102,8 @@ def add_unrecorded(entries: list[dict], rule_ids: Iterable[str], devices: list[s
     seen = {(e["id"], e["device"]) for e in entries}
     detail = NOT_REACHED_INTERRUPTED if interrupted else NOT_RECORDED
     extra = [{"id": rid, "area": rid.split(".", 1)[0], "device": dev, "status": "skipped", "examples": 0,
-              "repro": None, "repros": [], "detail": detail, "tests": []}
+              "repro": None, "repros": [], "detail": detail, "tests": [], "mismatches": [], "case": None,
+              "note": "", "divergence": None}
              for rid in rule_ids for dev in devices if (rid, dev) not in seen]
     return entries + extra
 

@@ -11,13 +11,17 @@ from reports.html import InputError, load_run, render_report
 from torchconform.cli import main
 
 
-def rule(id, device, status, examples=5, detail="", repro=None):
+def rule(id, device, status, examples=5, detail="", repro=None, **fields):
     return {"id": id, "area": id.split(".")[0], "device": device, "status": status, "examples": examples,
-            "repro": repro, "detail": detail, "statement": f"statement of {id}", "citation": "torch/x.py: f"}
+            "repro": repro, "detail": detail, "statement": f"statement of {id}", "citation": "torch/x.py: f",
+            **fields}
 
 
 FAIL_DETAIL = ("module.b at ['w'][0]: expected 1.0, got 2.0 [rtol=1.19e-07 atol=0 (float32)]\n"
                "case: AddCase(a=1.0, b=0.0, fail_with=None)\nrepro: repro/module.b-abc.py")
+FAIL_FIELDS = {"mismatches": [{"rule": "module.b", "path": "['w'][0]", "expected": "1.0", "actual": "2.0",
+                               "tolerance": "rtol=1.19e-07 atol=0 (float32)"}],
+               "case": "AddCase(a=1.0, b=0.0, fail_with=None)", "note": ""}
 
 
 def results(build, rules, **extra):
@@ -45,7 +49,7 @@ def two_builds(tmp_path):
         rule("norm.x", "cpu", "skipped", 0, "no test recorded this rule")]))
     new = write_run(tmp_path / "torch2141", results("2.14.1", [
         rule("module.a", "cpu", "pass"),
-        rule("module.b", "cpu", "fail", detail=FAIL_DETAIL, repro="repro/module.b-abc.py"),
+        rule("module.b", "cpu", "fail", detail=FAIL_DETAIL, repro="repro/module.b-abc.py", **FAIL_FIELDS),
         rule("module.c", "cpu", "known_divergence", detail="module.div.one: torch differs (1 of 5 examples)"),
         rule("norm.x", "cpu", "skipped", 0, "no test recorded this rule")]))
     (new / "repro").mkdir()
@@ -125,21 +129,23 @@ def test_load_run_rejects_bad_status(tmp_path):
         load_run(bad)
 
 
-def test_parse_detail_splits_multiline_array_mismatches():
-    from reports.html import parse_detail
+def test_failures_and_divergence_hits_are_read_from_record_fields_not_text(tmp_path):
+    """The report reads a record's structured fields; the detail text (here deliberately misleading) is only
+    shown, never parsed."""
+    from reports.html import divergences, failures, frame, load_run
 
-    detail = ("attention.x at ['out'][0, 0] (3 of 4 elements differ; first: expected np.float64(1.0), got "
-              "np.float64(2.0)): expected array(2, 2)=array([[1., 2.],\n       [3., nan]]), got array(2, 2)=array("
-              "[[2., 2.],\n       [4., 0.]]) [rtol=1.19e-07 atol=0 (float32)]\n"
-              "module.y at <root>: expected Raised(type='KeyError', message='a'), got 3 [rtol=0 atol=0 (exact)]\n"
-              "module.z at ['k']: expected array(3,)=array([1.0, 2.0, 3.0, 4.0, 5.0..., got 7 [rtol=0 atol=0 (exact)]\n"
-              "case: Case(seed=1)\nrepro: repro/x.py")
-    parsed = parse_detail(detail)
-    first, second, third = parsed["mismatches"]
-    assert first["path"] == ("['out'][0, 0] (3 of 4 elements differ; first: expected np.float64(1.0), "
-                             "got np.float64(2.0))")
-    assert first["expected"].endswith("[3., nan]])") and first["actual"].startswith("array(2, 2)=array([[2., 2.]")
-    assert first["tol"] == "rtol=1.19e-07 atol=0 (float32)"
-    assert (second["path"], second["actual"]) == ("<root>", "3")
-    assert third["expected"].endswith("5.0...") and third["actual"] == "7"
-    assert parsed["case"] == "Case(seed=1)" and parsed["other"] == ""
+    mismatch = {"rule": "module.a", "path": "['out'][0]", "expected": "array(2,)=array([1., 2.])",
+                "actual": "array(2,)=array([1., 3.])", "tolerance": "rtol=0 atol=0 (exact)"}
+    run = load_run(write_run(tmp_path / "r", {"rules": [
+        {"id": "module.a", "device": "cpu", "status": "fail", "detail": "x at y: expected 1, got 2 [z]",
+         "mismatches": [mismatch], "case": "Case(seed=1)", "note": ""},
+        {"id": "module.b", "device": "cpu", "status": "known_divergence", "detail": "other-id: text",
+         "divergence": "module-b-entry"}],
+        "divergences": [{"id": "module-b-entry", "rule": "module.b", "applies_to_this_build": True},
+                        {"id": "other-id", "rule": "module.b", "applies_to_this_build": True}]}))
+    df = frame([run], tmp_path)
+    [failure] = failures(df)
+    assert failure["mismatches"] == [{**mismatch, "tol": "rtol=0 atol=0 (exact)"}]
+    assert failure["case"] == "Case(seed=1)" and failure["other"] == ""
+    hits = {d["id"]: d["hit"] for d in divergences([run], df)}
+    assert hits["module-b-entry"] and not hits["other-id"]

@@ -164,7 +164,12 @@ def run(args: argparse.Namespace) -> int:
 
     meta.update({"duration_s": round(time.monotonic() - t0, 2), "pytest_exit_code": returncode,
                  "interrupted": interrupted, "status": run_status(returncode, interrupted)})
-    if returncode < 0:
+    if interrupted:
+        # However pytest ended after the interrupt (its own exit 2, or killed by the signal or after GRACE_S,
+        # depending on where the interrupt landed), the run's status is "interrupted"; where it stopped is a
+        # field of its own.
+        meta["interrupted_in"] = last_started_test(out / "pytest.log")
+    elif returncode < 0:
         meta["crashed_in"] = last_started_test(out / "pytest.log")
         meta["status"] += f" in {meta['crashed_in']}" if meta["crashed_in"] else ""
     try:
