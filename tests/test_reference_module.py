@@ -1,38 +1,42 @@
 """Golden cases of the module reference (hand-derived from the docs, no torch)."""
 from __future__ import annotations
 
-from reference.module import containers, convert, hooks, tree
 from conform.outcome import Raised
-from suite.module.containers_torch import ContainerProgram, CtOp
-from suite.module.convert_torch import ConvertCase
-from suite.module.hooks_torch import Hook, HookCase
-from suite.module.tree_torch import Op, TreeProgram
+from reference.module import containers, convert, hooks, registration, state, tree
+from suite.module.cases import (ContainerProgram, ConvertCase, CtOp, Hook, HookCase, LoadCase, Op, RegistrationReplace,
+                                Spec, TreeProgram, make_inputs)
+
+
+def run_program(program):
+    """The expectation of a one-observable program."""
+    (expect,) = tree.expectations(program)
+    return expect.expected
 
 
 def test_shared_child_traversal():
     ops = (Op("add_module", "m0", "a", ("module", "m1")), Op("add_module", "m0", "b", ("module", "m1")),
            Op("register_parameter", "m1", "w", ("param", "p0")))
-    assert tree.run_program(TreeProgram(ops, "named_parameters")) == [("a.w", "p0")]
-    assert tree.run_program(TreeProgram(ops, "named_parameters_all")) == [("r.a.w", "p0"), ("r.b.w", "p0")]
-    assert tree.run_program(TreeProgram(ops, "named_modules")) == [("", "m0"), ("a", "m1")]
-    assert tree.run_program(TreeProgram(ops, "state_dict")) == [("a.w", "p0"), ("b.w", "p0")]
-    assert tree.run_program(TreeProgram(ops, "metadata")) == [("", {"version": 1}), ("a", {"version": 1}),
+    assert run_program(TreeProgram(ops, ("named_parameters",))) == [("a.w", "p0")]
+    assert run_program(TreeProgram(ops, ("named_parameters_all",))) == [("r.a.w", "p0"), ("r.b.w", "p0")]
+    assert run_program(TreeProgram(ops, ("named_modules",))) == [("", "m0"), ("a", "m1")]
+    assert run_program(TreeProgram(ops, ("state_dict",))) == [("a.w", "p0"), ("b.w", "p0")]
+    assert run_program(TreeProgram(ops, ("metadata",))) == [("", {"version": 1}), ("a", {"version": 1}),
                                                                ("b", {"version": 1})]
-    assert tree.run_program(TreeProgram(ops, "apply")) == ["m1", "m0"]
+    assert run_program(TreeProgram(ops, ("apply",))) == ["m1", "m0"]
 
 
 def test_registration_errors_and_order():
-    assert tree.run_program(TreeProgram((Op("register_parameter", "m0", "x.y", ("int", 1)),))).type == "KeyError"
+    assert run_program(TreeProgram((Op("register_parameter", "m0", "x.y", ("int", 1)),))).type == "KeyError"
     # add_module checks the value type first
-    assert tree.run_program(TreeProgram((Op("add_module", "m0", "x.y", ("int", 1)),))).type == "TypeError"
-    out = tree.run_program(TreeProgram((Op("register_parameter", "m0", "a", ("param", "p0")),
+    assert run_program(TreeProgram((Op("add_module", "m0", "x.y", ("int", 1)),))).type == "TypeError"
+    out = run_program(TreeProgram((Op("register_parameter", "m0", "a", ("param", "p0")),
                                         Op("setattr", "m0", "a", ("tensor", "t0")))))
     assert isinstance(out, Raised) and out.type == "TypeError"
 
 
 def test_repr_nested():
     ops = (Op("add_module", "m0", "a", ("module", "m1")), Op("add_module", "m1", "b", ("none",)))
-    assert tree.run_program(TreeProgram(ops, "repr")) == "Module(\n  (a): Module(\n    (b): None\n  )\n)"
+    assert run_program(TreeProgram(ops, ("repr",))) == "Module(\n  (a): Module(\n    (b): None\n  )\n)"
 
 
 def test_hook_order_prepend_and_replacement():
@@ -50,13 +54,12 @@ def test_always_call_hook_runs_once_after_a_raising_hook():
     calls, result = hooks.run_forward(case)
     assert calls == [("h0", [1], 2), ("h1", [1], 102), ("h2", [1], 102)]
     assert result.type == "ArithmeticError" and result.message == "hook h1 failed"
-    assert hooks.forward_rule(case) == hooks.HOOK_ALWAYS
+    assert [e.rule for e in hooks.expectations(case)] == [hooks.HOOK_ALWAYS]
 
 
 def test_registration_hooks_chain_replacements():
-    from suite.module.tree_torch import RegistrationReplace
-    assert tree.registration_replace(RegistrationReplace("buffer", "register", (True, False))) == (["orig", "r0"], "r0")
-    assert tree.registration_replace(RegistrationReplace("module", "setattr_none", (False,))) == (["none"], "none")
+    assert registration.registration_replace(RegistrationReplace("buffer", "register", (True, False))) == (["orig", "r0"], "r0")
+    assert registration.registration_replace(RegistrationReplace("module", "setattr_none", (False,))) == (["none"], "none")
 
 
 def test_containers():
@@ -69,30 +72,27 @@ def test_containers():
 
 def test_conversion():
     case = ConvertCase((("param", "float32"), ("buffer", "int64"), ("buffer", "complex64")), "half")
-    assert convert.run_convert(case) == [("float16", True), ("int64", True), ("complex64", True)]
+    assert convert.run_convert(case) == {"dtypes": ["float16", "int64", "complex64"], "same": [True, True, True]}
     assert convert.run_convert(ConvertCase((("param", "float32"),), "to:int64")).type == "TypeError"
 
 
 def test_load_size_of_1d_into_0d():
-    """Only a 1-element 1-d value loads into a 0-d tensor; the quirk (torch < 2.10) takes element 0 of any."""
-    from reference.module import state
-    from suite.module.state_torch import LoadCase, Spec
-
+    """Only a 1-element 1-d value loads into a 0-d tensor (its element 0)."""
     ok = LoadCase(Spec(params=(("w", ()),)), (("w", (1,)),))
-    assert state.observe(ok) == ("_IncompatibleKeys", [], [])
+    assert state.observe(ok, make_inputs(ok)) == ("_IncompatibleKeys", [], [])
+    values = state.observe(LoadCase(ok.spec, ok.entries, observe="values"), make_inputs(ok))["w"]
+    assert values.shape == () and values == make_inputs(ok)["sd"]["w"][0]
     bad = LoadCase(Spec(params=(("w", ()),)), (("w", (2,)),))
-    assert state.observe(bad).type == "RuntimeError" and state.first_of_1d_keys(bad) == ["w"]
+    assert state.observe(bad, make_inputs(bad)).type == "RuntimeError" and state.first_of_1d_keys(bad) == ["w"]
     assert state.first_of_1d_keys(ok) == []
-    assert state.observe(bad, quirk_first_of_1d=True) == ("_IncompatibleKeys", [], [])
-    values = state.observe(LoadCase(bad.spec, bad.entries, observe="values"), quirk_first_of_1d=True)["w"]
-    assert values.shape == () and values == state.make_inputs(bad)["sd"]["w"][0]
+    assert [e.rule for e in state.expectations(bad, make_inputs(bad))] == [state.LOAD_SIZE]
 
 
 def test_set_submodule_last_atom():
     # the last atom must be a Module (or absent, without strict); the parent path must resolve
     over_attr = (Op("setattr", "m0", "a", ("int", 1)), Op("set_submodule", "m0", "a", ("module", "m1"), False))
-    assert tree.run_program(TreeProgram(over_attr)) == Raised("AttributeError", "`a` is not an nn.Module")
+    assert run_program(TreeProgram(over_attr)) == Raised("AttributeError", "`a` is not an nn.Module")
     new = (Op("set_submodule", "m0", "a", ("module", "m1"), False), Op("get_submodule", "m0", "a"))
-    assert tree.run_program(TreeProgram(new)) == "m1"
+    assert run_program(TreeProgram(new)) == "m1"
     strict = (Op("set_submodule", "m0", "a", ("module", "m1"), True),)
-    assert tree.run_program(TreeProgram(strict)).type == "AttributeError"
+    assert run_program(TreeProgram(strict)).type == "AttributeError"

@@ -4,8 +4,9 @@ containers behave like Python lists whose keys are the positions '0'..'n-1'
 ParameterDict convert plain tensors to Parameters."""
 from __future__ import annotations
 
-from conform.rules import rule
+from conform.expect import Expect
 from conform.outcome import Raised
+from conform.rules import rule
 
 SRC = "torch/nn/modules/container.py"
 
@@ -50,7 +51,7 @@ CT_REPR = rule("module.containers.repr",
     f"{SRC}: ModuleList.__repr__; torch/nn/modules/module.py: Module.__repr__")
 
 LISTS = ("Sequential", "ModuleList", "ParameterList")
-# reprs of the pool modules (suite/module/containers_torch.py: m4 and m5 have one child 'x')
+# reprs of the pool modules (suite/module/cases.py: m4 and m5 have one child 'x')
 POOL_REPR = {"m1": "Module()", "m2": "Module()", "m3": "Module()", "m4": "Module(\n  (x): Module()\n)",
              "m5": "Module(\n  (x): Module()\n)"}
 
@@ -225,3 +226,8 @@ def _apply_dict(c, items, op):
             d[a[0]] = _value(c, a[1])
         return d[a[0]], list(d.items())
     raise ValueError(k)
+
+
+def expectations(program) -> list[Expect]:
+    """A ContainerProgram: (result of the last op, keys, labels) under the rule its last op is about."""
+    return [Expect(op_rule(program, program.ops[-1]), run(program))]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from conform.rules import rule
+from conform.expect import Expect
 from conform.outcome import Raised
+from conform.rules import rule
 
 SRC = "torch/nn/modules/module.py"
 
@@ -25,11 +26,8 @@ COMPLEX = ("complex64", "complex128")
 TARGET = {"float": "float32", "double": "float64", "half": "float16", "bfloat16": "bfloat16"}
 
 
-def convert_rule(case) -> str:
-    return CONVERT_TO_DTYPE if case.method.startswith("to:") else CONVERT_FLOAT_METHODS
-
-
 def run_convert(case):
+    """{"dtypes": dtype after, "same": same object as before} per entry, or the documented error."""
     if case.method.startswith("to:"):
         target = case.method[3:]
         if target not in FLOATS + COMPLEX:
@@ -37,11 +35,19 @@ def run_convert(case):
         convertible = FLOATS + COMPLEX
     else:
         target, convertible = TARGET[case.method], FLOATS
-    out = []
-    for kind, dtype in case.entries:
-        new = target if dtype in convertible else dtype
-        out.append((new, kind == "param" or new == dtype))
-    return out
+    dtypes = [target if dtype in convertible else dtype for _, dtype in case.entries]
+    return {"dtypes": dtypes, "same": [kind == "param" or new == dtype
+                                       for (kind, dtype), new in zip(case.entries, dtypes)]}
+
+
+def expectations(case) -> list[Expect]:
+    """A ConvertCase: the dtypes under the method's rule (the error of to() included), the identities under
+    CONVERT_IDENTITY where the conversion happens."""
+    expected = run_convert(case)
+    rule_id = CONVERT_TO_DTYPE if case.method.startswith("to:") else CONVERT_FLOAT_METHODS
+    if isinstance(expected, Raised):
+        return [Expect(rule_id, expected)]
+    return [Expect(rule_id, expected["dtypes"], key="dtypes"), Expect(CONVERT_IDENTITY, expected["same"], key="same")]
 
 
 # ---- values and gradients ------------------------------------------------------------
@@ -70,6 +76,15 @@ def convert_values(case, values: np.ndarray):
     if case.method == "half":
         return "float16", values.astype(np.float16).astype(np.float64)
     return "bfloat16", _bfloat16(values.astype(np.float32))
+
+
+def values_expectations(case, values) -> list[Expect]:
+    """A ValueCase whose parameter initially holds ``values`` (suite/module/cases.py: value_inputs)."""
+    return [Expect(CONVERT_VALUES, convert_values(case, values))]
+
+
+def zero_grad_expectations(case) -> list[Expect]:
+    return [Expect(ZERO_GRAD, zero_grad(case))]
 
 
 def zero_grad(case):

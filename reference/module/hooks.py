@@ -4,10 +4,10 @@ register_forward_hook, register_module_forward_(pre_)hook,
 register_full_backward_(pre_)hook.  Gradients in numpy float64."""
 from __future__ import annotations
 
-
-from conform.rules import rule
+from conform.expect import Expect
 from conform.outcome import Raised
-from suite.module.hooks_torch import backward_inputs  # input generation only
+from conform.rules import rule
+from reference.module.tolerances import BACKWARD_TOL
 
 SRC = "torch/nn/modules/module.py"
 
@@ -61,7 +61,7 @@ def raises(case) -> bool:
 
 
 def _hook_error(i: int) -> _Error:
-    """What a hook with ret "raise" raises (suite/module/hooks_torch.py: _make_hook)."""
+    """What a hook with ret "raise" raises (suite/module/torch_side/hooks.py: _make_hook)."""
     return _Error(Raised("ArithmeticError", f"hook h{i} failed"))
 
 
@@ -80,10 +80,14 @@ def forward_rule(case) -> str:
     return HOOK_ORDER
 
 
-def run_forward(case, quirk_global_kwargs=False):
-    """(calls, result) of calling the hooked doubler.  ``quirk_global_kwargs`` reproduces torch's
-    registered divergence (global with_kwargs always_call hooks are called without kwargs on the
-    error path, fail with TypeError and are silenced)."""
+def _runs_on_error(hook) -> bool:
+    """Documented: a forward hook registered with always_call=True runs when the call raises."""
+    return hook.always_call
+
+
+def run_forward(case, runs_on_error=_runs_on_error):
+    """(calls, result) of calling the hooked doubler.  ``runs_on_error(hook)`` says which forward hooks
+    that have not run yet are run when the call raises (documented: the always_call ones)."""
     calls: list = []
     args = [case.x]
     kwargs = {} if case.b is None else {"b": case.b}
@@ -119,9 +123,7 @@ def run_forward(case, quirk_global_kwargs=False):
     except _Error as err:
         for i in posts:
             h = case.hooks[i]
-            if h.always_call and i not in called:
-                if quirk_global_kwargs and h.kind == "gpost" and h.with_kwargs:
-                    continue
+            if runs_on_error(h) and i not in called:
                 try:
                     result = _post(h, i, args, kwargs, result, calls)
                 except (TypeError, _Error):
@@ -152,10 +154,10 @@ class _Error(Exception):
         self.outcome = outcome
 
 
-def run_backward(case):
-    """(calls, x.grad, w.grad) for y = x @ W.T with the case's full backward hooks."""
-    inp = backward_inputs(case)
-    w, x, up = inp["w"], inp["x"], inp["up"]
+def run_backward(case, inputs):
+    """(calls, x.grad, w.grad) for y = x @ W.T with the case's full backward hooks; ``inputs``: W, x and
+    the upstream gradient (suite/module/cases.py: backward_inputs)."""
+    w, x, up = inputs["w"], inputs["x"], inputs["up"]
 
     def order(kind, gkind):
         glob = [i for i, h in enumerate(case.hooks) if h[0] == gkind]
@@ -183,3 +185,18 @@ def run_backward(case):
 def global_hook_removal(case) -> list:
     """handle.remove() leaves no trace of the hook in any global registry."""
     return []
+
+
+# ---- expectations --------------------------------------------------------------------
+def expectations(case, runs_on_error=_runs_on_error) -> list[Expect]:
+    """A HookCase: the one rule its most specific feature is about (forward_rule), calls and result."""
+    return [Expect(forward_rule(case), run_forward(case, runs_on_error))]
+
+
+def backward_expectations(case, inputs) -> list[Expect]:
+    return [Expect(BACKWARD_HOOKS, run_backward(case, inputs), BACKWARD_TOL)]
+
+
+def removal_expectations(case) -> list[Expect]:
+    """A GlobalHookRemoval case: which global forward-hook registries still mention the removed hook."""
+    return [Expect(HOOK_REMOVE, global_hook_removal(case))]

@@ -1,13 +1,18 @@
 """Model of Module.load_state_dict (and of the module tree it walks), from the
 docstrings of torch/nn/modules/module.py: keys, strictness, errors and their
-message, copy vs assign, post hooks.  Values in numpy float64."""
+message, copy vs assign, post hooks.  Values in numpy float64.
+
+A LoadCase (suite/module/cases.py) is read by its attributes: ``spec`` (a module
+tree: params, buffers, children, share, extra, frozen), ``entries``, ``strict``,
+``assign``, ``observe``; the initial values come in as ``inputs``
+(suite/module/cases.py: make_inputs)."""
 from __future__ import annotations
 
 import re
 
-from conform.rules import rule
+from conform.expect import Expect
 from conform.outcome import Raised
-from suite.module.state_torch import make_inputs, walk  # input generation / tree shape only, no torch under test
+from conform.rules import rule
 
 SRC = "torch/nn/modules/module.py"
 
@@ -49,25 +54,46 @@ def _local(spec):
     return out
 
 
-def _children(spec):
+def child_entries(spec):
+    """(name, child Spec or None) of every registered child; the shared child under its second name too."""
     kids = list(spec.children)
     if spec.share is not None and kids and kids[0][1] is not None:
         kids.append((spec.share, kids[0][1]))
     return kids
 
 
+def walk(spec, prefix: str = ""):
+    """(prefix, spec) pre-order over non-None children, a shared child under both names."""
+    yield prefix, spec
+    for name, child in child_entries(spec):
+        if child is not None:
+            yield from walk(child, prefix + name + ".")
+
+
 def _size(shape) -> str:
     return f"torch.Size([{', '.join(str(d) for d in shape)}])"
 
 
-def load(case, quirk_none_child=False, assign=None, quirk_first_of_1d=False):
-    """(result, values, identity, post_hook calls) of load_state_dict(case) per the docs.
+def takes_element_0(shape, given) -> bool:
+    """Documented backward compatibility: a 1-element 1-d value loads into a 0-d tensor (its element 0)."""
+    return len(shape) == 0 and tuple(given) == (1,)
 
-    ``quirk_none_child`` reproduces torch's behaviour of silently ignoring keys under a None
-    child, ``quirk_first_of_1d`` that of torch < 2.10 loading element 0 of any 1-d value into a 0-d
-    tensor (both used only to describe the registered divergences)."""
+
+def key_children(spec) -> set:
+    """Names of the children whose keys state_dict() produces (and loading expects): the non-None ones."""
+    return {n for n, c in child_entries(spec) if c is not None}
+
+
+def load(case, inputs, *, assign=None, takes_element_0=takes_element_0, key_children=key_children,
+         none_entry_raises=True):
+    """(result, values, identity, post_hook calls, extra) of load_state_dict(case) per the docs.
+
+    The keyword arguments are the model's extension points, their defaults the documented behaviour:
+    ``assign`` (the mode the load runs in; default: the case's), ``takes_element_0(shape, given)`` (a value
+    of shape ``given`` loads element 0 into a tensor of ``shape``), ``key_children(spec)`` (children whose
+    keys are expected), ``none_entry_raises`` (the docstring note: a key of an entry registered as None
+    raises RuntimeError)."""
     assign = case.assign if assign is None else assign
-    inputs = make_inputs(case)
     sd = dict(case.entries)
     values = dict(inputs["module"])
     ident: dict = {}
@@ -76,7 +102,7 @@ def load(case, quirk_none_child=False, assign=None, quirk_first_of_1d=False):
 
     def visit(spec, prefix, entries, home):
         names = {n for n, _, _ in _local(spec)}
-        child_names = {n for n, c in _children(spec) if c is not None or quirk_none_child}
+        child_names = key_children(spec)
         for name, shape, is_param in _local(spec):
             key = prefix + name
             if key not in entries:
@@ -87,7 +113,7 @@ def load(case, quirk_none_child=False, assign=None, quirk_first_of_1d=False):
                 errors.append(f'While copying the parameter named "{key}", expected torch.Tensor or Tensor-like '
                               "object from checkpoint but received <class 'int'>")
                 continue
-            squeeze = len(shape) == 0 and (len(given) == 1 if quirk_first_of_1d else tuple(given) == (1,))
+            squeeze = takes_element_0(shape, given)
             if not squeeze and tuple(given) != tuple(shape):
                 errors.append(f"size mismatch for {key}: copying a param with shape {_size(given)} from checkpoint, "
                               f"the shape in current model is {_size(shape)}.")
@@ -112,7 +138,7 @@ def load(case, quirk_none_child=False, assign=None, quirk_first_of_1d=False):
                 head, dot, _ = key[len(prefix):].partition(".")
                 if (dot and head not in child_names) or (not dot and head not in names):
                     unexpected.append(key)
-        for name, child in _children(spec):
+        for name, child in child_entries(spec):
             if child is not None:
                 cprefix = prefix + name + "."
                 visit(child, cprefix, {k: v for k, v in entries.items() if k.startswith(cprefix)},
@@ -128,10 +154,10 @@ def load(case, quirk_none_child=False, assign=None, quirk_first_of_1d=False):
         if missing:
             msgs.insert(0, "Missing key(s) in state_dict: {}. ".format(", ".join(f'"{k}"' for k in missing)))
     if msgs:
-        name = "_WithExtra" if case.spec.extra else "Module"  # the root's class (suite/module/state_torch.py)
+        name = "_WithExtra" if case.spec.extra else "Module"  # the root's class (suite/module/torch_side/state.py)
         text = f"Error(s) in loading state_dict for {name}:\n\t" + "\n\t".join(msgs)
         result = Raised("RuntimeError", "^" + re.escape(text) + "$")
-    elif not case.strict and not quirk_none_child and none_keys(case, children=False):
+    elif not case.strict and none_entry_raises and none_keys(case, children=False):
         # docstring note: a key for an entry registered as None raises RuntimeError
         result = Raised("RuntimeError", None)
     return result, values, ident, calls, extra
@@ -174,8 +200,9 @@ def first_of_1d_keys(case) -> list:
     return [k for k, given in case.entries if k in zero_d and given != "int" and len(given) == 1 and given[0] > 1]
 
 
-def observe(case, quirk_none_child=False, assign=None, quirk_first_of_1d=False):
-    result, values, ident, calls, extra = load(case, quirk_none_child, assign, quirk_first_of_1d)
+def observe(case, inputs, **variant):
+    """The observable ``case.observe`` of the load (``variant``: see ``load``)."""
+    result, values, ident, calls, extra = load(case, inputs, **variant)
     if case.observe == "result":
         return result
     if case.observe == "post_hooks":
@@ -203,7 +230,7 @@ def _paths_to_homes(spec, prefix="", home=""):
     out = {}
     for n, _, _ in _local(spec):
         out[prefix + n] = home + n
-    for name, child in _children(spec):
+    for name, child in child_entries(spec):
         if child is not None:
             out.update(_paths_to_homes(child, prefix + name + ".", _home(spec, name, home)))
     return out
@@ -231,3 +258,28 @@ def _unique_walk(spec, prefix=""):
     for name, child in spec.children:
         if child is not None:
             yield from _unique_walk(child, prefix + name + ".")
+
+
+# ---- which rule an observation is about ------------------------------------------------
+_OBSERVABLE_RULES = {"values": LOAD_VALUES, "identity": LOAD_ASSIGN, "post_hooks": LOAD_POST_HOOKS,
+                     "extra": LOAD_EXTRA_STATE}
+
+
+def result_rule(case) -> str:
+    """The rule the load's result is about, in the order the documentation's checks apply: a key of a None
+    entry, then per-key errors (size mismatch, non-tensor value), then extra state, then the key lists."""
+    if none_keys(case):
+        return LOAD_NONE
+    shapes = {prefix + n: shape for prefix, spec in walk(case.spec) for n, shape, _ in _local(spec)}
+    tensors = [(k, v) for k, v in case.entries if not k.endswith("_extra_state")]
+    if any(v == "int" or (k in shapes and tuple(v) != tuple(shapes[k]) and not (shapes[k] == () and tuple(v) == (1,)))
+           for k, v in tensors):
+        return LOAD_SIZE
+    if len(tensors) < len(case.entries) or any(s.extra for _, s in walk(case.spec)):
+        return LOAD_EXTRA_STATE
+    return LOAD_STRICT if case.strict else LOAD_KEYS
+
+
+def expectations(case, inputs) -> list[Expect]:
+    """A LoadCase: the expected observable ``case.observe`` under the rule it is about."""
+    return [Expect(_OBSERVABLE_RULES.get(case.observe) or result_rule(case), observe(case, inputs))]

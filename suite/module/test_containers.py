@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reference.module import containers as ref
-from suite.module.containers_torch import MODS, PARS, TENS, ContainerProgram, CtOp, replay
+from suite.module.cases import MODS, PARS, TENS, ContainerProgram, CtOp
+from suite.module.torch_side.containers import run_container_program
 
 KEYS = st.sampled_from(["a", "b", "c", "d"])
 IDX = st.integers(-5, 5)
@@ -88,8 +89,7 @@ def test_container_programs(conform, device, container, data):
     program = data.draw(programs(container))
     for i in range(1, len(program.ops) + 1):
         prefix = ContainerProgram(program.container, program.init, program.ops[:i], program.named)
-        conform.check(ref.op_rule(prefix, prefix.ops[-1]), prefix, ref.run(prefix), replay(prefix, device),
-                      torch_fn=replay)
+        conform.check(prefix, ref.expectations(prefix), run=run_container_program)
 
 
 @pytest.mark.rules(ref.CT_INSERT)
@@ -97,7 +97,7 @@ def test_container_programs(conform, device, container, data):
        new=st.sampled_from(MODS))
 def test_modulelist_insert_index(conform, device, init, index, new):
     program = ContainerProgram("ModuleList", init, (CtOp("insert", (index, new)),))
-    conform.check(ref.CT_INSERT, program, ref.run(program), replay(program, device), torch_fn=replay)
+    conform.check(program, ref.expectations(program), run=run_container_program)
 
 
 @pytest.mark.rules(ref.CT_MUL)
@@ -105,7 +105,7 @@ def test_modulelist_insert_index(conform, device, init, index, new):
        labels=st.lists(st.sampled_from(MODS), min_size=3, max_size=3), n=st.integers(1, 3))
 def test_named_sequential_imul(conform, device, keys, labels, n):
     program = ContainerProgram("Sequential", tuple(zip(keys, labels)), (CtOp("imul", (n,)),), named=True)
-    conform.check(ref.CT_MUL, program, ref.run(program), replay(program, device), torch_fn=replay)
+    conform.check(program, ref.expectations(program), run=run_container_program)
 
 
 @pytest.mark.rules(ref.CT_PARAMDICT)
@@ -114,7 +114,7 @@ def test_named_sequential_imul(conform, device, keys, labels, n):
                     st.builds(CtOp, st.just("getitem"), st.tuples(st.just("zz")))))
 def test_parameterdict_bad_keys(conform, device, init, op):
     program = ContainerProgram("ParameterDict", init, (op, CtOp("len")) if op.kind == "setitem" else (op,))
-    conform.check(ref.CT_PARAMDICT, program, ref.run(program), replay(program, device), torch_fn=replay)
+    conform.check(program, ref.expectations(program), run=run_container_program)
 
 
 @pytest.mark.rules(ref.CT_APPEND)
@@ -122,4 +122,4 @@ def test_parameterdict_bad_keys(conform, device, init, op):
        new=st.sampled_from(MODS))
 def test_sequential_slice_append(conform, device, init, start, new):
     program = ContainerProgram("Sequential", init, (CtOp("slice_append", (start, None, None, new)),))
-    conform.check(ref.CT_APPEND, program, ref.run(program), replay(program, device), torch_fn=replay)
+    conform.check(program, ref.expectations(program), run=run_container_program)

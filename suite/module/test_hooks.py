@@ -8,9 +8,8 @@ from hypothesis import strategies as st
 
 from reference.module import hooks as ref
 from reference.versions import since
-from conform.tolerance import tolerance
-from suite.module.hooks_torch import (BackwardCase, GlobalHookRemoval, Hook, HookCase, run_backward,
-                                     run_global_hook_removal, run_hooks)
+from suite.module.cases import BackwardCase, GlobalHookRemoval, Hook, HookCase, backward_inputs
+from suite.module.torch_side.hooks import run_backward, run_global_hook_removal, run_hooks
 
 
 GLOBAL_KWARGS = since("2.6")
@@ -37,12 +36,12 @@ def hooks(draw):
 @settings(max_examples=max(settings.default.max_examples, 200))  # ~1 ms an example; one rule per case
 @given(case=st.builds(HookCase, st.lists(hooks(), max_size=5).map(tuple), st.integers(-3, 3),
                       st.one_of(st.none(), st.integers(0, 3)), st.booleans()))
-# Drawn cases credit one rule each (reference forward_rule: the most specific feature wins), so a
+# Drawn cases credit one rule each (reference/module/hooks.py forward_rule: the most specific feature wins), so a
 # case with prepend alone is rare; these explicit examples reach module.hooks.prepend in every profile.
 @example(case=HookCase((Hook("pre"), Hook("pre", prepend=True), Hook("post"), Hook("post", prepend=True)), x=2))
 @example(case=HookCase((Hook("gpost"), Hook("post"), Hook("post", prepend=True)), x=-1))
 def test_forward_hooks(conform, device, case):
-    conform.check(ref.forward_rule(case), case, ref.run_forward(case), run_hooks(case, device), torch_fn=run_hooks)
+    conform.check(case, ref.expectations(case), run=run_hooks)
 
 
 @pytest.mark.rules(ref.BACKWARD_HOOKS)
@@ -52,15 +51,10 @@ def test_forward_hooks(conform, device, case):
                        st.booleans()), max_size=4).map(tuple),
     st.booleans()))
 def test_full_backward_hooks(conform, device, case):
-    # float64: x @ W.T and its gradients are sums of at most n_in/n_out/batch (<= 3) products, scaled
-    # by exact small integers; |values| are O(1) randn draws, so scale ~ n * 4^2 covers cancellation.
-    tol = tolerance("float64", ops=2, reduction=3, scale=50.0)
-    conform.check(ref.BACKWARD_HOOKS, case, ref.run_backward(case), run_backward(case, device), tol=tol,
-                  torch_fn=run_backward)
+    conform.check(case, ref.backward_expectations(case, backward_inputs(case)), run=run_backward)
 
 
 @pytest.mark.rules(ref.HOOK_REMOVE)
 @given(case=st.builds(GlobalHookRemoval, st.booleans() if GLOBAL_KWARGS else st.just(False), st.booleans()))
 def test_global_forward_hook_removal(conform, device, case):
-    conform.check(ref.HOOK_REMOVE, case, ref.global_hook_removal(case), run_global_hook_removal(case, device),
-                  torch_fn=run_global_hook_removal)
+    conform.check(case, ref.removal_expectations(case), run=run_global_hook_removal)

@@ -10,7 +10,8 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from reference.module import state as ref
-from suite.module.state_torch import LoadCase, Spec, run_load, walk
+from suite.module.cases import LoadCase, Spec, make_inputs, walk
+from suite.module.torch_side.state import run_load
 
 SHAPES = st.sampled_from([(), (1,), (2,), (2, 3)])
 MAYBE_SHAPE = st.one_of(SHAPES, st.none())
@@ -72,30 +73,8 @@ def load_cases(draw, observe=st.sampled_from(["result", "values", "identity", "p
     return case
 
 
-def result_rule(case: LoadCase) -> str:
-    if ref.none_keys(case):
-        return ref.LOAD_NONE
-    keys = dict(ref_key_shapes(case.spec))
-    tensors = [(k, v) for k, v in case.entries if not k.endswith("_extra_state")]
-    if any(v == "int" or (k in keys and tuple(v) != tuple(keys[k]) and not (keys[k] == () and tuple(v) == (1,)))
-           for k, v in tensors):
-        return ref.LOAD_SIZE
-    if len(tensors) < len(case.entries) or any(s.extra for _, s in walk(case.spec)):
-        return ref.LOAD_EXTRA_STATE
-    return ref.LOAD_STRICT if case.strict else ref.LOAD_KEYS
-
-
-def ref_key_shapes(spec):
-    return _expected_keys(spec)[0]
-
-
-RULE_OF = {"values": ref.LOAD_VALUES, "identity": ref.LOAD_ASSIGN, "post_hooks": ref.LOAD_POST_HOOKS,
-           "extra": ref.LOAD_EXTRA_STATE}
-
-
-def _check(conform, device, case):
-    rule = RULE_OF.get(case.observe) or result_rule(case)
-    conform.check(rule, case, ref.observe(case), run_load(case, device), torch_fn=run_load)
+def _check(conform, case):
+    conform.check(case, ref.expectations(case, make_inputs(case)), run=run_load)
 
 
 @pytest.mark.rules(ref.LOAD_KEYS, ref.LOAD_STRICT, ref.LOAD_SIZE, ref.LOAD_NONE, ref.LOAD_VALUES, ref.LOAD_ASSIGN,
@@ -103,11 +82,11 @@ def _check(conform, device, case):
 @settings(max_examples=max(settings.default.max_examples, 100))  # ~10 ms an example
 @given(case=load_cases())
 def test_load_state_dict(conform, device, case):
-    _check(conform, device, case)
+    _check(conform, case)
     # the same load seen through every observable
     for what in ("result", "values", "identity", "post_hooks", "extra"):
         if what != case.observe:
-            _check(conform, device, replace(case, observe=what))
+            _check(conform, replace(case, observe=what))
 
 
 @pytest.mark.rules(ref.LOAD_ASSIGN)
@@ -117,4 +96,4 @@ def test_load_state_dict_twice_from_one_dict(conform, device, case):
     """Loading a state dict (with _metadata, as state_dict() returns) with assign=True must not change
     how a later load of the same dict behaves."""
     case = replace(case, with_metadata=True, preload_assign=True)
-    _check(conform, device, case)
+    _check(conform, case)

@@ -2,10 +2,12 @@
 module tree and on the model (reference/module/tree.py); every observable is
 compared after every step.
 
-Regions where torch diverges from its documentation (suite/module/divergences.py)
-are not generated here -- a divergence changes the tree and would surface again
-under unrelated rules in every later step -- but each has its own test in
-test_tree_single.py.
+Regions where the registry (suite/module/divergences.py) says this build diverges
+from its documentation in a way that changes the tree are not entered -- torch's
+tree would then differ from the model's and surface again under unrelated rules
+in every later step -- but each has its own test in test_tree_single.py.  The
+machine asks the registry itself, so it explores a region again the day its entry
+stops applying to the build.
 """
 from __future__ import annotations
 
@@ -15,60 +17,40 @@ from hypothesis import event, given, settings, target
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule as hrule
 
+from reference.module import registration as reg
+from reference.module import traversal as trav
 from reference.module import tree as ref
-from reference.module.tree import OBSERVABLE_RULES, expected_observation, run_op
 from reference.versions import since
-from suite.divergences import applies_to_build
-from suite.module import divergences as module_divergences
-from suite.module.tree_torch import (MODULES, OBSERVABLES, PARAMS, POOL_NAMES, TENSORS, Op, TreeProgram,
-                                     apply_op_recorded, make_pool, observe, replay)
-
-# ---- which ops the machine may generate ----------------------------------------------
-BAD_NAMES = ("", "x.y", "forward")
+from suite import divergences
+from suite.module.cases import MODULES, OBSERVABLES, PARAMS, POOL_NAMES, TENSORS, Op, TreeProgram
+from suite.module.torch_side.tree import run_tree_program
 
 
-def known_divergent(w: ref.World, op: Op) -> bool:
-    """Ops in a registered divergence's region (each tested in test_tree_single.py)."""
-    if op.kind != "setattr":
-        return False
-    m = w.mods[op.target]
-    kind = op.value[0]
-    if kind == "module" and op.name in BAD_NAMES and op.name not in m.params and op.name not in m.modules:
-        return True  # D: setattr skips add_module's name checks
-    if kind == "param" and op.name in BAD_NAMES and op.name in m.attrs:
-        return True  # D: failed Parameter assignment drops the instance attribute
-    if kind == "buffer" and op.name in m.attrs and op.name not in m.params and op.name not in m.modules:
-        return True  # D: nn.Buffer cannot replace an instance attribute
-    if op.name == "" and op.name not in m.params and op.name not in m.modules and kind != "param":
-        return True  # D: an attribute named '' makes dir() crash
-    return False
+def registered_region(ops: tuple, op: Op, device: str) -> bool:
+    """Whether a registry entry applies, on this build, to ``op`` after ``ops`` -- to its outcome, or to what a
+    getattr of its name or dir() sees right after it."""
+    done = (*ops, op)
+    probes = ((ref.run_op(ref.world_after(ops), len(ops), op).rule, TreeProgram(done)),
+              (trav.DIR, TreeProgram(done, ("dir",))),
+              (reg.GETATTR, TreeProgram((*done, Op("getattr", op.target, op.name)))))
+    return any(divergences.find(rule_id, program, device, torch.__version__) is not None
+               for rule_id, program in probes)
 
 
-def _registered_here(entry_id: str) -> bool:
-    entry = next(e for e in module_divergences.DIVERGENCES if e.id == entry_id)
-    return applies_to_build(entry.torch, torch.__version__)
-
-
-# Where the registry says this build's set_submodule does not check the last atom (torch 2.5, 2.6), ops in that
-# region are not generated (each is checked in test_tree_single.py); on other builds they are.
-SET_SUBMODULE_UNCHECKED = _registered_here("module-set-submodule-replaces-non-module")
-
-
-def known_divergent_here(w: ref.World, op: Op) -> bool:
-    """known_divergent, plus the regions of divergences registered for some releases only, on those releases."""
-    return known_divergent(w, op) or (SET_SUBMODULE_UNCHECKED and module_divergences.replaces_non_module(w, op))
-
-
-def makes_cycle(w: ref.World, op: Op) -> bool:
+def makes_cycle(w: reg.World, op: Op) -> bool:
     """Attaching an ancestor (or self) would make traversal recurse forever: never generated."""
     if not op.value or op.value[0] != "module":
         return False
     parent = op.target
     if op.kind == "set_submodule":
-        parent = ref.get_submodule(w, op.target, op.name.rpartition(".")[0])
+        parent = trav.get_submodule(w, op.target, op.name.rpartition(".")[0])
         if not isinstance(parent, str):
             return False
-    return parent in ref.reachable(w, op.value[1])
+    return parent in trav.reachable(w, op.value[1])
+
+
+def avoided(w: reg.World, ops: tuple, op: Op, device: str) -> bool:
+    return makes_cycle(w, op) or registered_region(ops, op, device)
 
 
 # biased towards two ordinary names so that ops collide on the same attribute often
@@ -134,6 +116,10 @@ def op_strategy():
     )
 
 
+# What every step observes: the op's outcome, the registration hook calls during it, every observable.
+STEP = ("result", "registration", *MACHINE_OBSERVABLES)
+
+
 class TreeMachine(RuleBasedStateMachine):
     def __init__(self, conform, device):
         super().__init__()
@@ -141,9 +127,8 @@ class TreeMachine(RuleBasedStateMachine):
 
     @initialize()
     def fresh(self):
-        self.world = ref.new_world(MODULES, PARAMS, TENSORS)
-        self.pool = make_pool(self.device)
-        self.ops: list[Op] = []
+        self.world = reg.new_world(MODULES, PARAMS, TENSORS)
+        self.ops: tuple[Op, ...] = ()
         self.paths = 1
 
     def teardown(self):
@@ -153,28 +138,21 @@ class TreeMachine(RuleBasedStateMachine):
 
     @hrule(op=op_strategy())
     def step(self, op):
-        if known_divergent_here(self.world, op) or makes_cycle(self.world, op):
+        if avoided(self.world, self.ops, op, self.device):
             event("tree: skipped op in a divergent/cyclic region")
             return
         index = len(self.ops)
-        self.ops.append(op)
-        rule_id, expected = run_op(self.world, index, op)
-        actual, registrations = apply_op_recorded(self.pool, index, op)
-        event(f"tree op {op.kind} -> {'error' if type(expected).__name__ == 'Raised' else 'ok'}")
-        ops = tuple(self.ops)
-        self.conform.check(rule_id, TreeProgram(ops, "result"), expected, actual, torch_fn=replay)
-        self.conform.check(ref.REGISTRATION_HOOKS, TreeProgram(ops, "registration"),
-                           expected_observation(self.world, "registration"), registrations, torch_fn=replay)
-        self.paths = max(self.paths, len(ref.named_modules(self.world, "m0", remove_duplicate=False)))
-        for what in MACHINE_OBSERVABLES:
-            self.conform.check(OBSERVABLE_RULES[what], TreeProgram(ops, what), expected_observation(self.world, what),
-                               observe(self.pool, what), torch_fn=replay)
+        self.ops += (op,)
+        expects = ref.step(self.world, index, op, STEP)
+        event(f"tree op {op.kind} -> {'error' if type(expects[0].expected).__name__ == 'Raised' else 'ok'}")
+        self.conform.check(TreeProgram(self.ops, STEP), expects, run=run_tree_program)
+        self.paths = max(self.paths, len(trav.named_modules(self.world, "m0", remove_duplicate=False)))
 
 
-ALL_RULES = sorted((set(OBSERVABLE_RULES.values()) - {ref.APPLY, ref.DEEPCOPY, ref.PICKLE}) | {
-    ref.SETATTR_PARAMETER, ref.SETATTR_PARAM_NAME, ref.SETATTR_MODULE, ref.SETATTR_MODULE_NAME, ref.SETATTR_BUFFER,
-    ref.SETATTR_PLAIN, ref.GETATTR, ref.DELATTR, ref.REGISTER_PARAMETER, ref.REGISTER_BUFFER, ref.ADD_MODULE,
-    ref.GET_SUBMODULE, ref.GET_PARAMETER, ref.GET_BUFFER, ref.SET_SUBMODULE, ref.REGISTRATION_HOOKS})
+ALL_RULES = sorted({ref.OBSERVABLE_RULES[what] for what in ("registration", *OBSERVABLES)} | {
+    reg.SETATTR_PARAMETER, reg.SETATTR_PARAM_NAME, reg.SETATTR_MODULE, reg.SETATTR_MODULE_NAME, reg.SETATTR_BUFFER,
+    reg.SETATTR_PLAIN, reg.GETATTR, reg.DELATTR, reg.REGISTER_PARAMETER, reg.REGISTER_BUFFER, reg.ADD_MODULE,
+    trav.GET_SUBMODULE, trav.GET_PARAMETER, trav.GET_BUFFER, trav.SET_SUBMODULE})
 
 
 @pytest.mark.rules(*ALL_RULES)
@@ -189,21 +167,21 @@ def test_module_tree_machine(conform, device):
 
 
 @st.composite
-def valid_programs(draw, observe):
+def valid_programs(draw, device, observe):
     """A random op sequence outside the divergent/cyclic regions, built on the model."""
-    world = ref.new_world(MODULES, PARAMS, TENSORS)
-    ops: list[Op] = []
+    world = reg.new_world(MODULES, PARAMS, TENSORS)
+    ops: tuple[Op, ...] = ()
     for op in draw(st.lists(op_strategy(), min_size=4, max_size=16)):
-        if known_divergent_here(world, op) or makes_cycle(world, op):
+        if avoided(world, ops, op, device):
             continue
-        run_op(world, len(ops), op)
-        ops.append(op)
-    return TreeProgram(tuple(ops), draw(observe))
+        ref.run_op(world, len(ops), op)
+        ops += (op,)
+    return TreeProgram(ops, (draw(observe),))
 
 
-@pytest.mark.rules(ref.APPLY, ref.DEEPCOPY, ref.PICKLE)
+@pytest.mark.rules(trav.APPLY, trav.DEEPCOPY, trav.PICKLE)
 @settings(max_examples=max(settings.default.max_examples, 60))  # ~3 ms an example
-@given(program=valid_programs(st.sampled_from(["apply", "deepcopy", "pickle"])))
-def test_apply_copy_pickle(conform, device, program):
-    rule_id = {"apply": ref.APPLY, "deepcopy": ref.DEEPCOPY, "pickle": ref.PICKLE}[program.observe]
-    conform.check(rule_id, program, ref.run_program(program), replay(program, device), torch_fn=replay)
+@given(data=st.data())
+def test_apply_copy_pickle(conform, device, data):
+    program = data.draw(valid_programs(device, st.sampled_from(["apply", "deepcopy", "pickle"])), label="program")
+    conform.check(program, ref.expectations(program), run=run_tree_program)

@@ -1,81 +1,14 @@
-"""Torch side of the load_state_dict checks.
-
-A ``LoadCase`` describes a module tree (``Spec``), a state dict (keys with a
-shape, or "int" for a non-tensor value), and the load_state_dict arguments.
-``make_inputs`` draws every tensor from seeds (pure torch RNG, not under test,
-so the reference may call it); ``run_load`` builds, loads and reports one
-observable.  Imports only torch, numpy, the standard library and suite.compare.
+"""Torch side of the load_state_dict checks: ``run_load`` builds the case's module tree, loads its state
+dict and reports the observable the case names (result, values, identity, post_hooks, extra).
 """
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import torch
 
 from conform.outcome import Raised
-
-
-@dataclass(frozen=True)
-class Spec:
-    """A plain nn.Module: parameters (name, shape or None), buffers (name, shape or
-    None, persistent), children (name, Spec or None); ``share`` registers the first
-    child a second time under that name (a shared submodule)."""
-
-    params: tuple = ()
-    buffers: tuple = ()
-    children: tuple = ()
-    share: str | None = None
-    extra: bool = False  # the module's class implements get_extra_state/set_extra_state
-    frozen: bool = False  # the module's parameters have requires_grad=False
-
-
-@dataclass(frozen=True)
-class LoadCase:
-    spec: Spec
-    entries: tuple  # (key, shape tuple | "int")
-    strict: bool = True
-    assign: bool = False
-    seed: int = 0
-    with_metadata: bool = False
-    preload_assign: bool = False  # first load the same dict into a twin with assign=True
-    observe: str = "result"  # result | values | identity | post_hooks | extra
-
-
-def walk(spec: Spec, prefix: str = ""):
-    """(prefix, spec) pre-order over non-None children, shared child under both names."""
-    yield prefix, spec
-    children = list(spec.children)
-    if spec.share is not None and children and children[0][1] is not None:
-        children.append((spec.share, children[0][1]))
-    for name, child in children:
-        if child is not None:
-            yield from walk(child, prefix + name + ".")
-
-
-def make_inputs(case: LoadCase) -> dict:
-    """Initial module values and state-dict values as float64 numpy arrays (float32-exact)."""
-    g = torch.Generator().manual_seed(case.seed)
-    out = {"module": {}, "sd": {}}
-    for prefix, spec in _unique(case.spec):
-        for name, shape in spec.params:
-            if shape is not None:
-                out["module"][prefix + name] = torch.randn(shape, generator=g).double().numpy()
-        for name, shape, _ in spec.buffers:
-            if shape is not None:
-                out["module"][prefix + name] = torch.randn(shape, generator=g).double().numpy()
-    for key, shape in case.entries:
-        if shape != "int":
-            out["sd"][key] = torch.randn(shape, generator=g).double().numpy()
-    return out
-
-
-def _unique(spec: Spec, prefix: str = ""):
-    """Pre-order, each Spec object position once (the shared child's second name skipped)."""
-    yield prefix, spec
-    for name, child in spec.children:
-        if child is not None:
-            yield from _unique(child, prefix + name + ".")
+from suite.module.cases import LoadCase, Spec, make_inputs, walk
 
 
 class _WithExtra(torch.nn.Module):
@@ -138,7 +71,7 @@ def run_load(case: LoadCase, device: str):
         out = root.load_state_dict(sd, strict=case.strict, assign=case.assign)
         result = (type(out).__name__, list(out.missing_keys), list(out.unexpected_keys))
     except Exception as exc:
-        result = Raised(type(exc).__name__, str(exc))
+        result = Raised.from_exception(exc)
     if case.observe == "result":
         return result
     if case.observe == "post_hooks":
@@ -148,7 +81,11 @@ def run_load(case: LoadCase, device: str):
     state = {k: v for k, v in root.state_dict(keep_vars=True).items() if isinstance(v, torch.Tensor)}
     if case.observe == "values":
         return {k: v.detach().cpu().double().numpy() for k, v in state.items()}
-    # identity: how each module tensor relates to the state-dict entry of that key
+    return _identity(state, sd)
+
+
+def _identity(state: dict, sd) -> dict:
+    """How each module tensor relates to the state-dict entry of that key."""
     out = {}
     for k, v in state.items():
         src = sd.get(k)

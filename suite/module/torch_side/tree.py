@@ -1,59 +1,14 @@
-"""Torch side of the Module-tree programs: a Case is a ``TreeProgram`` (the ops so
-far plus which observable to report); ``replay`` rebuilds everything from
-scratch on a device and returns that observable.
-
-Objects are referred to by labels: modules ``m0`` (the root) .. ``m4``,
-Parameters ``p0`` .. ``p3``, plain tensors ``t0`` .. ``t3`` (all created fresh
-by every replay), and ``buf@<i>`` for the ``nn.Buffer`` wrapper made by op i.
-
-Imports only torch, numpy, the standard library and suite.compare (the repro
-writer embeds this module in standalone scripts).
+"""Torch side of the Module-tree programs: ``run_tree_program`` rebuilds the pool on a device, runs every
+op of a ``TreeProgram`` and reports each observable it names; also the single-shot runners (assignment
+before Module.__init__, extra_repr layout, registration hooks that return replacements).
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 
 from conform.outcome import Raised
-
-MODULES = ("m0", "m1", "m2", "m3", "m4")
-PARAMS = ("p0", "p1", "p2", "p3")
-FROZEN = ("p1", "p3")  # created with requires_grad=False: frozen parameters flow through every op
-TENSORS = ("t0", "t1", "t2", "t3")
-
-
-@dataclass(frozen=True)
-class Op:
-    """One operation on module ``target``.
-
-    kind: setattr | delattr | getattr | register_parameter | register_buffer |
-    add_module | register_module | train | eval | requires_grad_ |
-    get_submodule | get_parameter | get_buffer | set_submodule.
-    value: ("param", label) | ("tensor", label) | ("buffer", label, persistent)
-    | ("module", label) | ("none",) | ("int", n) | () when unused.
-    flag: persistent / mode / requires_grad / strict, where the kind takes one.
-    """
-
-    kind: str
-    target: str = "m0"
-    name: str = ""
-    value: tuple = ()
-    flag: bool = True
-
-
-@dataclass(frozen=True)
-class TreeProgram:
-    ops: tuple[Op, ...]
-    observe: str = "result"  # "result" (outcome of the last op), "registration" (global registration hook
-    # calls during the last op) or an OBSERVABLES key
-
-
-OBSERVABLES = ("state_dict_hooks", "named_parameters", "named_parameters_all", "named_parameters_local", "named_buffers",
-               "named_buffers_all", "named_buffers_local", "named_modules", "named_modules_all",
-               "named_children", "state_dict", "state_dict_detached", "state_dict_prefixed", "metadata",
-               "training", "requires_grad", "repr", "dir")
-POOL_NAMES = ("a", "b", "c", "0", "x.y", "", "forward")
+from suite.module.cases import (FROZEN, MODULES, PARAMS, POOL_NAMES, TENSORS, BeforeInit, Op, RegistrationReplace,
+                                ReprCase, TreeProgram)
 
 
 def make_pool(device: str) -> dict:
@@ -96,7 +51,7 @@ def _outcome(fn):
     try:
         return fn()
     except Exception as exc:  # exceptions are outcomes
-        return Raised(type(exc).__name__, str(exc))
+        return Raised.from_exception(exc)
 
 
 def apply_op(pool: dict, index: int, op: Op):
@@ -150,7 +105,7 @@ def apply_op_recorded(pool: dict, index: int, op: Op):
                     nn_module.register_module_buffer_registration_hook(recorder("buffer")),
                     nn_module.register_module_module_registration_hook(recorder("module"))]
     except Exception as exc:  # the calls cannot be observed: an outcome of the registration rule
-        calls = Raised(type(exc).__name__, str(exc))
+        calls = Raised.from_exception(exc)
     try:
         return apply_op(pool, index, op), calls
     finally:
@@ -262,24 +217,31 @@ def _structure(pool: dict, root) -> dict:
     return out
 
 
-def replay(program: TreeProgram, device: str):
-    """Rebuild the pool, run every op, return the requested observable."""
-    pool = make_pool(device)
-    result = None
-    for i, op in enumerate(program.ops):
-        if program.observe == "registration" and i == len(program.ops) - 1:
-            return apply_op_recorded(pool, i, op)[1]
-        result = apply_op(pool, i, op)
-    if program.observe == "result":
-        return result
-    return observe(pool, program.observe)
+# The pool after the last program run, by (device, ops): a program that extends it by one op (the stateful
+# machine's next step) runs only that op.  Observing leaves the tree as it was, so the pool is the state after
+# the ops either way.
+_last_run: dict = {}
 
 
-@dataclass(frozen=True)
-class BeforeInit:
-    """An assignment/registration made in a subclass's __init__ before Module.__init__ ran."""
-
-    kind: str  # param_attr | module_attr | buffer_attr | plain_attr | register_parameter | register_buffer | add_module
+def run_tree_program(program: TreeProgram, device: str) -> dict:
+    """Run every op of the program on a fresh pool, return {observable: outcome} for each one it names."""
+    ops = program.ops
+    last = _last_run.pop("state", None)
+    if last is not None and last[0] == device and last[1] == ops[:-1]:
+        pool, start = last[2], len(ops) - 1
+    else:
+        pool, start = make_pool(device), 0
+    out: dict = {}
+    for i in range(start, len(ops)):
+        if i == len(ops) - 1 and "registration" in program.observe:
+            out["result"], out["registration"] = apply_op_recorded(pool, i, ops[i])
+        else:
+            out["result"] = apply_op(pool, i, ops[i])
+    for what in program.observe:
+        if what not in out:
+            out[what] = observe(pool, what)
+    _last_run["state"] = (device, ops, pool)
+    return {what: out.get(what) for what in program.observe}
 
 
 def run_before_init(case: BeforeInit, device: str):
@@ -305,14 +267,6 @@ def run_before_init(case: BeforeInit, device: str):
     return outcome[0], hasattr(m, "a")
 
 
-@dataclass(frozen=True)
-class ReprCase:
-    """A module of class ``Box`` whose extra_repr returns '\\n'.join(lines), with children (name, ReprCase | None)."""
-
-    lines: tuple = ()
-    children: tuple = ()
-
-
 def _box(case: ReprCase) -> torch.nn.Module:
     lines = "\n".join(case.lines)
 
@@ -328,17 +282,6 @@ def _box(case: ReprCase) -> torch.nn.Module:
 
 def run_repr(case: ReprCase, device: str) -> str:
     return repr(_box(case))
-
-
-@dataclass(frozen=True)
-class RegistrationReplace:
-    """Global registration hooks of one kind returning replacements: ``returns[i]`` says whether hook i returns
-    a fresh object ("r<i>") instead of None.  ``via``: register (register_parameter/register_buffer/add_module),
-    setattr (attribute assignment of a Parameter/nn.Buffer/Module), setattr_none (module only: assigning None
-    over an existing child)."""
-    kind: str  # parameter | buffer | module
-    via: str
-    returns: tuple
 
 
 def run_registration_replace(case: RegistrationReplace, device: str):

@@ -1,37 +1,17 @@
 """Torch side of the container programs (Sequential, ModuleList, ModuleDict,
 ParameterList, ParameterDict).  A ``ContainerProgram`` is the container kind, its
-initial content (labels) and the ops so far; ``replay`` rebuilds it and returns
-(result of the last op, keys, labels) -- modules ``m1``.. and parameters ``p0``..
-by identity, other tensors as ("Parameter"|"Tensor", label of the storage).
-Imports only torch, the standard library and suite.compare.
+initial content (labels) and the ops so far; ``run_container_program`` rebuilds it
+and returns (result of the last op, keys, labels) -- modules ``m1``.. and parameters
+``p0``.. by identity, other tensors as ("Parameter"|"Tensor", label of the storage).
 """
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import torch
 
 from conform.outcome import Raised
-
-MODS = ("m1", "m2", "m3", "m4", "m5")
-PARS = ("p0", "p1", "p2", "p3")
-TENS = ("t0", "t1")
-
-
-@dataclass(frozen=True)
-class CtOp:
-    kind: str
-    args: tuple = ()
-
-
-@dataclass(frozen=True)
-class ContainerProgram:
-    container: str  # Sequential | ModuleList | ModuleDict | ParameterList | ParameterDict
-    init: tuple  # labels, or (key, label) pairs for the dicts
-    ops: tuple = ()
-    named: bool = False  # Sequential built from an OrderedDict with these keys (init pairs)
-
+from suite.module.cases import MODS, PARS, TENS, ContainerProgram, CtOp
 
 def make_pool(device: str) -> dict:
     g = torch.Generator().manual_seed(1)
@@ -150,7 +130,7 @@ def apply(c, pool: dict, op: CtOp):
     raise ValueError(k)
 
 
-def replay(program: ContainerProgram, device: str):
+def run_container_program(program: ContainerProgram, device: str):
     """(result of the last op, keys, labels) after replaying every op."""
     pool = make_pool(device)
     c = build(program, pool)
@@ -159,6 +139,6 @@ def replay(program: ContainerProgram, device: str):
         try:
             result = apply(c, pool, op)
         except Exception as exc:
-            result = Raised(type(exc).__name__, str(exc))
+            result = Raised.from_exception(exc)
     keys, labels = snapshot(pool, c)
     return result, keys, labels

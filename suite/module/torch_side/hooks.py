@@ -1,5 +1,4 @@
-"""Torch side of the forward/backward hook checks.  Imports only torch, numpy,
-the standard library and suite.compare.
+"""Torch side of the forward/backward hook checks.
 
 Forward: a module computing ``x * 2 + b`` on Python ints (so every value is
 exact) or raising; hooks record what they see and may replace values by adding
@@ -9,30 +8,12 @@ a constant that identifies them.  Backward: ``y = x @ W.T`` with full backward
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import torch
 from torch.nn.modules import module as nn_module
 
 from conform.outcome import Raised
-
-
-@dataclass(frozen=True)
-class Hook:
-    kind: str  # pre | post | gpre | gpost
-    ret: str = "none"  # none | replace | replace_tuple | bad | raise
-    prepend: bool = False
-    with_kwargs: bool = False
-    always_call: bool = False
-    remove: bool = False
-
-
-@dataclass(frozen=True)
-class HookCase:
-    hooks: tuple
-    x: int = 1
-    b: int | None = None  # passed as keyword when not None
-    fail: bool = False
+from suite.module.cases import BackwardCase, GlobalHookRemoval, Hook, HookCase, backward_inputs
 
 
 class _Doubler(torch.nn.Module):
@@ -119,30 +100,11 @@ def run_hooks(case: HookCase, device: str):
             try:
                 result = m(case.x) if case.b is None else m(case.x, b=case.b)
             except Exception as exc:
-                result = Raised(type(exc).__name__, str(exc))
+                result = Raised.from_exception(exc)
     finally:
         for handle in handles:
             handle.remove()
     return calls, result
-
-
-@dataclass(frozen=True)
-class BackwardCase:
-    seed: int
-    n_in: int
-    n_out: int
-    batch: int
-    hooks: tuple  # (kind "bpre" | "bpost" | "gbpre" | "gbpost", scale or 0 for no replacement, prepend)
-    x_requires_grad: bool = True
-
-
-def backward_inputs(case: BackwardCase) -> dict:
-    """W, x and the upstream gradient as float64 numpy arrays (pure torch RNG, not under test)."""
-    g = torch.Generator().manual_seed(case.seed)
-    w = torch.randn(case.n_out, case.n_in, generator=g, dtype=torch.float64)
-    x = torch.randn(case.batch, case.n_in, generator=g, dtype=torch.float64)
-    up = torch.randn(case.batch, case.n_out, generator=g, dtype=torch.float64)
-    return {"w": w.numpy(), "x": x.numpy(), "up": up.numpy()}
 
 
 class _Linear(torch.nn.Module):
@@ -191,12 +153,6 @@ def run_backward(case: BackwardCase, device: str):
         for handle in handles:
             handle.remove()
     return calls, _np(x.grad), _np(m.w.grad)
-
-
-@dataclass(frozen=True)
-class GlobalHookRemoval:
-    with_kwargs: bool
-    always_call: bool
 
 
 def run_global_hook_removal(case: GlobalHookRemoval, device: str):

@@ -1,19 +1,12 @@
-"""Torch side of the dtype-conversion checks.  Imports only torch and the standard library."""
+"""Torch side of the dtype-conversion and zero_grad checks."""
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import torch
 
 from conform.outcome import Raised
-
-
-@dataclass(frozen=True)
-class ConvertCase:
-    entries: tuple  # (kind "param" | "buffer", dtype name)
-    method: str  # float | double | half | bfloat16 | to:<dtype name>
-    nested: bool = False  # entry i lives in (root, root.a, root.b)[i % 3]: conversion must recurse
+from suite.module.cases import ConvertCase, GradCase, ValueCase, value_inputs
 
 
 def _holder(root: torch.nn.Module, i: int, nested: bool) -> torch.nn.Module:
@@ -25,7 +18,7 @@ def _holder(root: torch.nn.Module, i: int, nested: bool) -> torch.nn.Module:
 
 
 def run_convert(case: ConvertCase, device: str):
-    """[(dtype name after, same object as before)] per entry, or Raised."""
+    """{"dtypes": dtype name after, "same": same object as before} per entry, or Raised."""
     m = torch.nn.Module()
     before = []
     for i, (kind, dtype) in enumerate(case.entries):
@@ -44,29 +37,10 @@ def run_convert(case: ConvertCase, device: str):
             else:
                 getattr(m, case.method)()
     except Exception as exc:
-        return Raised(type(exc).__name__, str(exc))
+        return Raised.from_exception(exc)
     after = [getattr(_holder(m, i, case.nested), f"e{i}") for i in range(len(case.entries))]
-    return [(str(t.dtype).removeprefix("torch."), t is b) for t, b in zip(after, before)]
-
-
-def run_convert_identity(case: ConvertCase, device: str):
-    """Only the 'same object' flags of run_convert."""
-    out = run_convert(case, device)
-    return out if isinstance(out, Raised) else [same for _, same in out]
-
-
-@dataclass(frozen=True)
-class ValueCase:
-    seed: int
-    source: str  # float32 | float64
-    method: str  # float | double | half | bfloat16
-    n: int = 4
-
-
-def value_inputs(case: ValueCase):
-    """The parameter's initial values (already rounded to the source dtype) as float64 numpy (pure torch RNG)."""
-    g = torch.Generator().manual_seed(case.seed)
-    return (torch.randn(case.n, generator=g, dtype=torch.float64) * 3).to(getattr(torch, case.source)).double().numpy()
+    return {"dtypes": [str(t.dtype).removeprefix("torch.") for t in after],
+            "same": [t is b for t, b in zip(after, before)]}
 
 
 def run_convert_values(case: ValueCase, device: str):
@@ -74,15 +48,6 @@ def run_convert_values(case: ValueCase, device: str):
     m.w = torch.nn.Parameter(torch.tensor(value_inputs(case)).to(getattr(torch, case.source)).to(device))
     getattr(m, case.method)()
     return str(m.w.dtype).removeprefix("torch."), m.w.detach().cpu().double().numpy()
-
-
-@dataclass(frozen=True)
-class GradCase:
-    n_params: int
-    frozen: tuple  # indices of parameters with requires_grad=False
-    set_to_none: bool | None  # None: the default
-    create_graph: bool
-    nested: bool  # parameters live in a child module (and the child is registered twice)
 
 
 def run_zero_grad(case: GradCase, device: str):
