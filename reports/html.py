@@ -278,7 +278,7 @@ def render_report(runs: list[Run], out: Path, bench: dict | None = None, errors:
         builds=[r.label for r in runs], multi_build=len({r.label for r in runs}) > 1,
         repros=sorted({(r["id"], r["build"], r["device"], r["repro"]) for r in df.to_dict("records") if r["repro"]}),
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        differs=sum(r["differs"] for r in rows))
+        differs=sum(r["differs"] for r in rows), coverage=(out / "coverage.html").is_file())
     path = out / "index.html"
     tmp = path.with_name("index.html.tmp")
     tmp.write_text(html, encoding="utf-8")

@@ -1,6 +1,6 @@
 """``torchconform``: run the conformance suite, build reports, benchmark, replay repros.
 
-    torchconform run    [--area A[,B]] [--profile ci|dev|fuzz] [--device D[,E]] [--out DIR] [--jobs N]
+    torchconform run    [--area A[,B]] [--profile ci|dev|fuzz] [--device D[,E]] [--out DIR] [--jobs N] [--coverage]
     torchconform matrix [--release R[,S]] [--keep-envs] [-- RUN ARGS]
     torchconform report DIR... [--out OUT] [--bench A B]
     torchconform bench  [--save-dir D] [--compare A B]
@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--strict-registry", action="store_true",
                    help="fail a registered divergence that no longer reproduces even on a build newer than every "
                         "measured release (default there: status `fixed?`, which does not fail the run)")
+    r.add_argument("--coverage", action="store_true",
+                   help="measure which lines and branches of torch's own code under test the run reached "
+                        "(coverage.py; workers and ranks included): <out>/coverage.html; not with --jobs")
     r.add_argument("-q", "--quiet", action="store_true", help="only rule progress and the summary")
     r.add_argument("pytest_args", nargs="*", help="after '--': extra pytest arguments (e.g. -- -k setattr)")
 

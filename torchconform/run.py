@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from datetime import datetime, timezone
@@ -46,6 +47,13 @@ def parse_options(args: argparse.Namespace) -> dict:
         if not str(args.jobs).isdigit() or int(args.jobs) < 1:
             raise UsageError(f"--jobs must be a positive integer, not {args.jobs!r}")
         jobs = int(args.jobs)
+    if jobs and jobs > 1 and getattr(args, "coverage", False):
+        raise UsageError("--coverage measures one pytest process and its workers: run it without --jobs")
+    if getattr(args, "coverage", False):
+        import importlib.util
+
+        if importlib.util.find_spec("coverage") is None:
+            raise UsageError("--coverage needs coverage.py: pip install coverage")
     seed = None
     if args.seed is not None:
         if not str(args.seed).isdigit():
@@ -132,6 +140,11 @@ def run(args: argparse.Namespace) -> int:
     paths = suite_paths(opts["root"], opts["areas"], args.tests)
     cmd = pytest_command(paths, out, args.profile, opts["devices"], opts["jobs"], opts["seed"], args.pytest_args,
                          strict_registry=args.strict_registry)
+    if getattr(args, "coverage", False):
+        from reports.coverage import rcfile
+
+        # coverage run instead of python: the same pytest command, measured (workers and ranks included)
+        cmd = [cmd[0], "-m", "coverage", "run", f"--rcfile={rcfile(out / 'coverage')}", *cmd[1:]]
     started = datetime.now(timezone.utc)
     meta = {
         "build": torch_build(),
@@ -180,6 +193,8 @@ def run(args: argparse.Namespace) -> int:
     results = build_results(out, meta, rules, opts["areas"], opts["devices"], divergences)
     results["record_problems"] = problems + results["record_problems"]
     write_json(out / "results.json", results)
+    if getattr(args, "coverage", False):
+        write_coverage(out, results)
     report_ok = write_report(out, results)
     print_summary(results, out, report_ok)
     failed = results["counts"]["fail"] > 0
@@ -208,6 +223,28 @@ def last_started_test(log: Path) -> str | None:
         if match:
             return match.group(1)
     return None
+
+
+def write_coverage(out: Path, results: dict) -> None:
+    """Combine the processes' coverage data and write coverage.json and coverage.html (never fatal)."""
+    import subprocess
+
+    from reports.coverage import render_page, summarize, write_summary
+
+    rc = out / "coverage" / "coveragerc"
+    try:
+        for step in (["combine", "--quiet"], ["json", "--quiet", "-o", str(out / "coverage" / "raw.json")]):
+            subprocess.run([python(), "-m", "coverage", *step, f"--rcfile={rc}"], check=True, cwd=out / "coverage",
+                           capture_output=True, text=True, timeout=600)
+        table = summarize(json.loads((out / "coverage" / "raw.json").read_text()))
+        write_summary(out, table)
+        render_page(out, table, results["build"]["name"])
+        print(f"torchconform: coverage of torch's code under test: {out / 'coverage.html'}")
+        for row in table:
+            print(f"  {row['line_pct'] if row['line_pct'] is not None else '-':>5}% lines "
+                  f"{row['branch_pct'] if row['branch_pct'] is not None else '-':>5}% branches  torch/{row['file']}")
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        print(f"torchconform: error: coverage could not be summarized: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def write_report(out: Path, results: dict) -> bool:
