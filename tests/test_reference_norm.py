@@ -1,4 +1,5 @@
-"""Golden cases of reference/norm.py: hand-computed values and identities, numpy only (no torch)."""
+"""Golden cases of reference/norm: hand-computed values and identities, numpy only (no torch), and the
+registry's predicates for torch's counting held against the counting itself."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -6,8 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from reference import norm as ref
 from conform.outcome import Raised
+from reference.norm import backward, batchnorm, core, layer_norm, other_norms, running, syncbn
 
 
 def seq(**kw):
@@ -22,15 +23,15 @@ def seq_inputs(*batches):
 
 def test_batch_stats_and_normalize_by_hand():
     x = np.array([[1.0], [3.0]])
-    mean, var, n = ref.batch_stats(x)
+    mean, var, n = core.batch_stats(x)
     assert (mean.tolist(), var.tolist(), n) == ([2.0], [1.0], 2)  # biased: ((1-2)^2 + (3-2)^2) / 2
-    assert ref.normalize(x, mean, var, 0.0, None, None).tolist() == [[-1.0], [1.0]]
-    assert ref.normalize(x, mean, var, 0.0, np.array([2.0]), np.array([5.0])).tolist() == [[3.0], [7.0]]
-    assert ref.unbiased(var, n).tolist() == [2.0]
+    assert core.normalize(x, mean, var, 0.0, None, None).tolist() == [[-1.0], [1.0]]
+    assert core.normalize(x, mean, var, 0.0, np.array([2.0]), np.array([5.0])).tolist() == [[3.0], [7.0]]
+    assert core.unbiased(var, n).tolist() == [2.0]
 
 
 def test_running_update_by_hand():
-    records = ref.bn_sequence(seq(), seq_inputs([1, 3]))
+    records = running.bn_sequence(seq(), seq_inputs([1, 3]))
     assert np.allclose(records[0]["running_mean"], [0.2])    # 0.9 * 0 + 0.1 * 2
     assert np.allclose(records[0]["running_var"], [1.1])     # 0.9 * 1 + 0.1 * 2 (unbiased)
     assert records[0]["num_batches_tracked"] == 1
@@ -38,16 +39,21 @@ def test_running_update_by_hand():
 
 def test_cumulative_average_is_simple_average():
     case = seq(momentum=None, ops=(("forward", 2), ("forward", 2), ("forward", 2)))
-    records = ref.bn_sequence(case, seq_inputs([1, 3], [5, 7], [-1, 1]))
+    records = running.bn_sequence(case, seq_inputs([1, 3], [5, 7], [-1, 1]))
     assert np.allclose(records[-1]["running_mean"], [(2 + 6 + 0) / 3])
     assert np.allclose(records[-1]["running_var"], [(2 + 2 + 2) / 3])
 
 
-def test_empty_batch_documented_vs_torch_counting():
+def count_every_call(call):
+    """A counting that counts every tracked training call, in the counter and in the average."""
+    return 1, 1
+
+
+def test_empty_batch_documented_vs_counting_every_call():
     case = seq(momentum=None, ops=(("forward", 0), ("forward", 2)))
     inputs = seq_inputs([], [1, 3])
-    documented = ref.bn_sequence(case, inputs)
-    torch_like = ref.bn_sequence(case, inputs, **ref.TORCH_COUNTING)
+    documented = running.bn_sequence(case, inputs)
+    torch_like = running.bn_sequence(case, inputs, counts=count_every_call)
     assert documented[0]["y"].shape == (0, 1) and documented[0]["num_batches_tracked"] == 1
     assert np.allclose(documented[1]["running_mean"], [2.0])        # the only batch with statistics
     assert np.allclose(torch_like[1]["running_mean"], [1.0])        # 1/2 weight on the initial 0
@@ -56,25 +62,25 @@ def test_empty_batch_documented_vs_torch_counting():
 
 def test_failed_call_leaves_state_unchanged():
     case = seq(ops=(("forward", 1),))
-    documented = ref.bn_sequence(case, seq_inputs([4]))
-    torch_like = ref.bn_sequence(case, seq_inputs([4]), **ref.TORCH_COUNTING)
+    documented = running.bn_sequence(case, seq_inputs([4]))
+    torch_like = running.bn_sequence(case, seq_inputs([4]), counts=count_every_call)
     assert isinstance(documented[0]["y"], Raised)
     assert documented[0]["num_batches_tracked"] == 0 and torch_like[0]["num_batches_tracked"] == 1
 
 
 def test_toggle_track_after_construction_keeps_buffers_for_eval():
     case = seq(ops=(("forward", 2), ("track", False), ("forward", 2), ("eval",), ("forward", 2)))
-    records = ref.bn_sequence(case, seq_inputs([1, 3], [10, 20], [2, 2]))
+    records = running.bn_sequence(case, seq_inputs([1, 3], [10, 20], [2, 2]))
     assert records[1]["num_batches_tracked"] == 1 and np.allclose(records[1]["running_mean"], [0.2])
     # eval normalizes with the kept buffers: (2 - 0.2) / sqrt(1.1)
     assert np.allclose(records[2]["y"], (2 - 0.2) / np.sqrt(1.1))
 
 
 def test_rank_errors():
-    assert ref.check_rank("BatchNorm1d", 3) is None and ref.check_rank("BatchNorm2d", 4) is None
-    assert ref.check_rank("BatchNorm3d", 4).matches(Raised("ValueError", "expected 5D input (got 4D input)"))
-    assert ref.check_rank("BatchNorm1d", 4).matches(Raised("ValueError", "expected 2D or 3D input (got 4D input)"))
-    assert ref.check_rank("SyncBatchNorm", 1).matches(Raised("ValueError", "expected at least 2D input (got 1D input)"))
+    assert batchnorm.check_rank("BatchNorm1d", 3) is None and batchnorm.check_rank("BatchNorm2d", 4) is None
+    assert batchnorm.check_rank("BatchNorm3d", 4).matches(Raised("ValueError", "expected 5D input (got 4D input)"))
+    assert batchnorm.check_rank("BatchNorm1d", 4).matches(Raised("ValueError", "expected 2D or 3D input (got 4D input)"))
+    assert batchnorm.check_rank("SyncBatchNorm", 1).matches(Raised("ValueError", "expected at least 2D input (got 1D input)"))
 
 
 def _sync_case(**kw):
@@ -84,7 +90,7 @@ def _sync_case(**kw):
 
 def test_sync_global_stats_by_hand():
     xs = [np.array([[1.0], [3.0]]), np.zeros((0, 1)), np.array([[5.0]])]
-    mean, var, n = ref.sync_global_stats(xs)
+    mean, var, n = syncbn.sync_global_stats(xs)
     assert (mean.tolist(), n) == ([3.0], 3) and np.allclose(var, [8 / 3])
 
 
@@ -98,11 +104,11 @@ def test_sync_equals_concat_identity(batches):
     inputs = {"xs": xs, "dys": dys, "weight": rng.normal(size=C), "bias": rng.normal(size=C),
               "running_mean": rng.normal(size=C), "running_var": rng.uniform(0.5, 2, size=C)}
     case = _sync_case()
-    got = ref.sync_as_concat(case, inputs)
+    got = syncbn.sync_as_concat(case, inputs)
     x, dy = np.concatenate(xs), np.concatenate(dys)
-    mean, var, n = ref.batch_stats(x)
-    dx, dw, db = ref.backward_train(x, dy, mean, var, case.eps, inputs["weight"])
-    assert np.allclose(np.concatenate(got["y"]), ref.normalize(x, mean, var, case.eps, inputs["weight"], inputs["bias"]))
+    mean, var, n = core.batch_stats(x)
+    dx, dw, db = backward.backward_train(x, dy, mean, var, case.eps, inputs["weight"])
+    assert np.allclose(np.concatenate(got["y"]), core.normalize(x, mean, var, case.eps, inputs["weight"], inputs["bias"]))
     assert np.allclose(np.concatenate(got["grad_input"]), dx)
     assert np.allclose(got["grad_weight"], dw) and np.allclose(got["grad_bias"], db)
     assert np.allclose(got["running_var"], 0.9 * inputs["running_var"] + 0.1 * var * n / (n - 1))
@@ -115,11 +121,11 @@ def test_backward_matches_finite_differences():
     w, b, eps = rng.normal(size=2), rng.normal(size=2), 1e-3
 
     def loss(x_, w_, b_):
-        m, v, _ = ref.batch_stats(x_)
-        return float((ref.normalize(x_, m, v, eps, w_, b_) * dy).sum())
+        m, v, _ = core.batch_stats(x_)
+        return float((core.normalize(x_, m, v, eps, w_, b_) * dy).sum())
 
-    mean, var, _ = ref.batch_stats(x)
-    dx, dw, db = ref.backward_train(x, dy, mean, var, eps, w)
+    mean, var, _ = core.batch_stats(x)
+    dx, dw, db = backward.backward_train(x, dy, mean, var, eps, w)
     h = 1e-6
     num_dx = np.zeros_like(x)
     for idx in np.ndindex(x.shape):
@@ -134,12 +140,12 @@ def test_backward_matches_finite_differences():
 def test_group_layer_instance_identities():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(2, 4, 5))
-    inst = ref.instance_norm(x, 1e-5, None, None)
-    assert np.allclose(ref.group_norm(x, 4, 1e-5, None, None), inst)          # one channel per group
-    assert np.allclose(ref.layer_norm(x, 1, 1e-5, None, None), inst)          # same axes for 3D input
-    whole = ref.group_norm(x, 1, 0.0, None, None)
+    inst = other_norms.instance_norm(x, 1e-5, None, None)
+    assert np.allclose(other_norms.group_norm(x, 4, 1e-5, None, None), inst)          # one channel per group
+    assert np.allclose(layer_norm(x, 1, 1e-5, None, None), inst)          # same axes for 3D input
+    whole = other_norms.group_norm(x, 1, 0.0, None, None)
     assert np.allclose(whole.reshape(2, -1).mean(1), 0) and np.allclose(whole.reshape(2, -1).var(1), 1)
-    assert ref.layer_norm(np.array([[1.0, 3.0]]), 1, 0.0, None, None).tolist() == [[-1.0, 1.0]]
+    assert layer_norm(np.array([[1.0, 3.0]]), 1, 0.0, None, None).tolist() == [[-1.0, 1.0]]
 
 
 @pytest.mark.parametrize("kind,groups,norm_dims,shape", [("GroupNorm", 2, 1, (2, 4, 3)), ("LayerNorm", 1, 2, (2, 3, 2)),
@@ -152,10 +158,10 @@ def test_other_norm_backward_matches_finite_differences(kind, groups, norm_dims,
     pshape = shape[-norm_dims:] if kind == "LayerNorm" else (shape[1],)
     inputs = {"x": rng.normal(size=shape), "dy": rng.normal(size=shape), "weight": rng.normal(size=pshape),
               "bias": rng.normal(size=pshape)}
-    grads = ref.other_norm_backward(case, inputs)
+    grads = other_norms.other_norm_backward(case, inputs)
 
     def loss(**over):
-        return float((ref.other_norm(case, {**inputs, **over})["y"] * inputs["dy"]).sum())
+        return float((other_norms.other_norm(case, {**inputs, **over})["y"] * inputs["dy"]).sum())
 
     h = 1e-6
     for name, key in (("x", "grad_input"), ("weight", "grad_weight"), ("bias", "grad_bias")):
@@ -169,13 +175,56 @@ def test_other_norm_backward_matches_finite_differences(kind, groups, norm_dims,
 
 def test_instance_norm_single_spatial_element_raises():
     case = SimpleNamespace(kind="InstanceNorm2d", shape=(3, 2, 1, 1), eps=1e-5, affine=False, bias=True)
-    out = ref.other_norm(case, {"x": np.ones((3, 2, 1, 1)), "weight": np.ones(2), "bias": np.zeros(2)})
+    out = other_norms.other_norm(case, {"x": np.ones((3, 2, 1, 1)), "weight": np.ones(2), "bias": np.zeros(2)})
     assert out == Raised("ValueError", r"^Expected more than 1 spatial element when training")
 
 
 def test_documented_defaults():
-    assert ref.defaults(SimpleNamespace(kind="BatchNorm2d")) == {
+    assert batchnorm.defaults(SimpleNamespace(kind="BatchNorm2d")) == {
         "eps": 1e-5, "momentum": 0.1, "affine": True, "track_running_stats": True, "has_bias": True}
-    assert ref.defaults(SimpleNamespace(kind="InstanceNorm1d"))["affine"] is False
-    assert ref.defaults(SimpleNamespace(kind="LayerNorm")) == {"eps": 1e-5, "elementwise_affine": True,
+    assert batchnorm.defaults(SimpleNamespace(kind="InstanceNorm1d"))["affine"] is False
+    assert batchnorm.defaults(SimpleNamespace(kind="LayerNorm")) == {"eps": 1e-5, "elementwise_affine": True,
                                                               "has_bias": True}
+
+
+def test_other_norm_backward_has_no_grad_for_a_missing_parameter():
+    case = SimpleNamespace(kind="LayerNorm", shape=(2, 3), groups=1, norm_dims=1, eps=1e-5, affine=False, bias=True)
+    grads = other_norms.other_norm_backward(case, {"x": np.arange(6.0).reshape(2, 3), "dy": np.ones((2, 3)),
+                                                   "weight": np.ones(3), "bias": np.zeros(3)})
+    assert grads["grad_weight"] is None and grads["grad_bias"] is None
+
+
+@pytest.mark.parametrize("ops,step,field,empty,failed", [
+    ((("forward", 0), ("momentum", None), ("forward", 2)), 1, "running_mean", True, False),
+    ((("forward", 0), ("momentum", None), ("forward", 2), ("momentum", 1.0), ("forward", 2)), 2, "running_var",
+     False, False),  # momentum 1.0 replaces the stats: nothing of the earlier average is left
+    ((("forward", 0), ("momentum", None), ("forward", 2), ("eval",), ("forward", 2)), 2, "y", True, False),
+    ((("forward", 1), ("forward", 2)), 1, "num_batches_tracked", False, True),
+    ((("forward", 1), ("momentum", None), ("forward", 2)), 1, "running_mean", False, True),
+    ((("forward", 1), ("eval",), ("forward", 1)), 1, "num_batches_tracked", False, True),
+    ((("eval",), ("forward", 1), ("train",), ("forward", 2)), 1, "num_batches_tracked", False, False),
+])
+def test_history_predicates_by_hand(ops, step, field, empty, failed):
+    case = seq(ops=ops)
+    assert running.averages_after_empty_batch(case, step, field) is empty
+    assert running.follows_failed_update(case, step, field) is failed
+
+
+def test_history_predicates_say_exactly_where_counting_every_call_differs():
+    """The registry's predicates are plain statements about a history; on every field of these histories
+    they hold exactly where counting every call changes the outcome."""
+    rng = np.random.default_rng(3)
+    ops_pool = [("forward", 0), ("forward", 1), ("forward", 2), ("train",), ("eval",), ("track", False),
+                ("track", True), ("momentum", None), ("momentum", 1.0), ("momentum", 0.5)]
+    for _ in range(300):
+        ops = tuple(ops_pool[i] for i in rng.integers(0, len(ops_pool), size=6)) + (("forward", 2),)
+        case = seq(ops=ops, momentum=None if rng.integers(2) else 0.1)
+        inputs = seq_inputs(*[rng.normal(size=op[1]) for op in ops if op[0] == "forward"])
+        documented = running.bn_sequence(case, inputs)
+        every = running.bn_sequence(case, inputs, counts=count_every_call)
+        for k, field in running.steps(case):
+            a, b = documented[k][field], every[k][field]
+            differs = a != b if isinstance(a, Raised) else not np.array_equal(a, b)
+            shown = (running.averages_after_empty_batch(case, k, field)
+                     or running.follows_failed_update(case, k, field))
+            assert shown == differs, (ops, k, field)

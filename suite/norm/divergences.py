@@ -1,14 +1,20 @@
-"""Known divergences of the ``norm`` area (see suite/divergences.py for the contract)."""
+"""Known divergences of the ``norm`` area (see suite/divergences.py for the contract).
+
+torch's own counting of tracked training calls (``torch_counts``) is what torch does instead of the
+documented counting (reference.norm.batchnorm.documented_counts); the reference's sequence model takes
+it through its ``counts`` extension point.
+"""
 from __future__ import annotations
 
 import functools
 
-from reference import norm as ref
-from conform.outcome import Raised, compare
+from conform.outcome import Raised
+from reference.norm import batchnorm, lazy, running, syncbn
 from suite.divergences import Divergence
-from suite.norm.sync_torch import sync_field
-from suite.norm.torch_side import LAZY_STRUCTURE, BNCase, SyncCase, SyncField, make_sync_inputs, BNSeqCase, SeqStep, lazy_structure, make_bn_inputs, make_seq_inputs, \
-    select, seq_step
+from suite.norm.cases import BNCase, BNSeqCase, SeqStep, SyncCase, make_bn_inputs, make_seq_inputs, make_sync_inputs
+from suite.norm.torch_side.lazy import run_lazy
+from suite.norm.torch_side.running_stats import run_seq_step
+from suite.norm.torch_side.syncbn import run_sync
 
 
 @functools.lru_cache(maxsize=256)
@@ -16,68 +22,66 @@ def _seq_inputs(seq: BNSeqCase):
     return make_seq_inputs(seq)
 
 
-def seq_expected(case: SeqStep, **flags):
-    """The reference's record field after step ``case.step`` (flags: see reference.norm.DOCUMENTED)."""
-    return select(ref.bn_sequence(case.seq, _seq_inputs(case.seq), **flags)[case.step], (case.field,))
-
-
-def _differs(case: SeqStep, **flags) -> bool:
-    return bool(compare(seq_expected(case), seq_expected(case, **flags)))
-
-
-def empty_batch_in_average(case) -> bool:
-    """momentum=None averaging is off at this step because an earlier empty batch was counted."""
-    return isinstance(case, SeqStep) and _differs(case, empty_in_average=True)
-
-
-def failed_call_counted(case) -> bool:
-    """This step differs only because an earlier (or this) call that raised still bumped the counter."""
-    return (isinstance(case, SeqStep) and not empty_batch_in_average(case)
-            and (_differs(case, failed_counted=True) or _differs(case, **ref.TORCH_COUNTING)))
+def torch_counts(call: str) -> tuple[int, int]:
+    """torch's _BatchNorm.forward: every tracked training call, also one with an empty batch or one that then
+    raises, increments num_batches_tracked before F.batch_norm runs, and momentum=None weights the batch
+    1/num_batches_tracked (so every counted call is in the average)."""
+    return 1, 1
 
 
 def torch_counting(case: SeqStep, expected):
-    return seq_expected(case, **ref.TORCH_COUNTING)
+    """The field after step ``case.step`` as torch's counting makes it."""
+    return running.bn_sequence(case.seq, _seq_inputs(case.seq), counts=torch_counts)[case.step][case.field]
 
 
-def _seq_reference(case: SeqStep):
-    return seq_expected(case)
+def seq_expect(case: SeqStep, device: str):
+    return running.expectations(case, _seq_inputs(case.seq))
 
 
-def lazy_no_params(case) -> bool:
-    return isinstance(case, BNCase) and case.kind.startswith("Lazy") and not case.affine and not case.track
+_running_entry = functools.partial(Divergence, torch=">=2.4", case_type=SeqStep, torch_does=torch_counting,
+                                   expect=seq_expect, run=run_seq_step)
 
 
-def _lazy_reference(case: BNCase):
-    return select(ref.lazy_forward(case, make_bn_inputs(case)), LAZY_STRUCTURE)
+def empty_batch_in_average(case: SeqStep) -> bool:
+    """momentum=None averaging at or before this step followed an empty tracked batch."""
+    return running.averages_after_empty_batch(case.seq, case.step, case.field)
 
 
-# float64, 2 values, factor 1/2: the mean and the update are exact in both torch and numpy, so the repro's
-# torch_does comparison needs no tolerance
+def failed_call_counted(case: SeqStep) -> bool:
+    """The counter after a tracked training call that raised, or stats averaged with momentum=None after it
+    (and not already the empty-batch entry's)."""
+    return (not empty_batch_in_average(case)
+            and running.follows_failed_update(case.seq, case.step, case.field))
+
+
+def lazy_no_params(case: BNCase) -> bool:
+    return case.kind.startswith("Lazy") and not case.affine and not case.track
+
+
+# float16/bfloat16 SyncBatchNorm (CUDA only)
 HALF = ("float16", "bfloat16")
 
 
-def _sync_reference(case: SyncField):
-    return {case.field: ref.sync_forward_backward(case.sync, make_sync_inputs(case.sync)).get(case.field)}
+def _sync_cuda_expect(case: SyncCase, device: str):
+    return syncbn.cuda_module_expectations(case, make_sync_inputs(case))
 
 
-def half_untracked(case) -> bool:
-    return isinstance(case, SyncField) and case.sync.dtype in HALF and not case.sync.track
+def _sync_function_expect(case: SyncCase, device: str):
+    return syncbn.function_expectations(case, make_sync_inputs(case))
 
 
-def half_with_empty_rank(case) -> bool:
-    return isinstance(case, SyncField) and case.sync.dtype in HALF and 0 in case.sync.rank_batches
+def half_untracked(case: SyncCase) -> bool:
+    return case.dtype in HALF and not case.track
 
 
-_CUMULATIVE_REPRO = SeqStep(BNSeqCase(dtype="float64", momentum=None, ops=(("forward", 0), ("forward", 2))), step=1,
-                            field="running_mean")
-_FAILED_REPRO = SeqStep(BNSeqCase(ops=(("forward", 1),)), step=0, field="num_batches_tracked")
+def half_with_empty_rank(case: SyncCase) -> bool:
+    return case.dtype in HALF and 0 in case.rank_batches
+
 
 DIVERGENCES = [
-    Divergence(
+    _running_entry(
         id="norm-cumulative-average-counts-empty-batch",
-        rule=ref.RUNNING_CUMULATIVE,
-        torch=">=2.4",
+        rule=batchnorm.RUNNING_CUMULATIVE,
         reason="momentum=None is documented as a simple average of the batch statistics, but an empty batch (N=0) "
                "bumps num_batches_tracked without contributing statistics, and the next batch is weighted "
                "1/num_batches_tracked: the stats that were there before (initially 0 and 1) keep a phantom share",
@@ -86,15 +90,13 @@ DIVERGENCES = [
                  "skips the update; e.g. BatchNorm1d(3, momentum=None): forward(randn(0,3)); forward(x) leaves "
                  "running_mean = x.mean(0) / 2 instead of x.mean(0)",
         when=empty_batch_in_average,
-        torch_does=torch_counting,
-        repro=_CUMULATIVE_REPRO,
-        reference_fn=_seq_reference,
-        torch_fn=seq_step),
-    Divergence(
+        # float64, 2 values, factor 1/2: the mean and the update are exact in both torch and numpy
+        repro=SeqStep(BNSeqCase(dtype="float64", momentum=None, ops=(("forward", 0), ("forward", 2))), step=1,
+                      field="running_mean")),
+    _running_entry(
         id="norm-failed-call-counted",
         arguable=True,  # shared/research/registry-audit.md: exception-safety of a counter; matters only with momentum=None after a caught error
-        rule=ref.RUNNING_COUNTER,
-        torch=">=2.4",
+        rule=batchnorm.RUNNING_COUNTER,
         reason="a training forward that raises (e.g. 'Expected more than 1 value per channel when training') "
                "still increments num_batches_tracked: the module's state changes although the call failed, and "
                "with momentum=None later averages are weighted by the inflated count",
@@ -102,13 +104,10 @@ DIVERGENCES = [
                  "F.batch_norm runs _verify_batch_size; BatchNorm1d(3)(randn(1,3)) raises ValueError and leaves "
                  "num_batches_tracked == 1",
         when=failed_call_counted,
-        torch_does=torch_counting,
-        repro=_FAILED_REPRO,
-        reference_fn=_seq_reference,
-        torch_fn=seq_step),
+        repro=SeqStep(BNSeqCase(ops=(("forward", 1),)), step=0, field="num_batches_tracked")),
     Divergence(
         id="norm-lazy-num-features-not-inferred",
-        rule=ref.LAZY_INFER,
+        rule=lazy.LAZY_INFER,
         torch=">=2.4",
         reason="LazyBatchNorm with affine=False and track_running_stats=False has no uninitialized parameter, so "
                "initialize_parameters never runs: after the first call the module is a BatchNorm{k}d whose "
@@ -116,14 +115,15 @@ DIVERGENCES = [
         evidence="torch/nn/modules/batchnorm.py: _LazyNormBase.initialize_parameters sets num_features only under "
                  "has_uninitialized_params(); LazyBatchNorm1d(affine=False, track_running_stats=False)(randn(2,5)) "
                  "then .num_features == 0",
+        case_type=BNCase,
         when=lazy_no_params,
         torch_does=lambda case, expected: {**expected, "num_features": 0},
         repro=BNCase(kind="LazyBatchNorm1d", shape=(4, 3), num_features=3, affine=False, track=False),
-        reference_fn=_lazy_reference,
-        torch_fn=lazy_structure),
+        expect=lambda case, device: lazy.expectations(case, make_bn_inputs(case)),
+        run=run_lazy),
     Divergence(
         id="norm-sync-half-untracked-counts-dtype",
-        rule=ref.SYNC_CUDA_MODULE,
+        rule=syncbn.SYNC_CUDA_MODULE,
         torch=">=2.11,<2.12",  # observed on one H200 only (reports/matrix/cuda/2.11.0.json)
         reason="SyncBatchNorm with float16/bfloat16 parameters and track_running_stats=False fails in training "
                "across ranks: the gathered counts stay float32 (the dtype batch_norm_stats returns for half input) "
@@ -133,29 +133,34 @@ DIVERGENCES = [
                  "counts to have type BFloat16 but got Float'; torch/nn/modules/_functions.py: "
                  "SyncBatchNorm.forward casts counts only 'if running_mean is not None' (pytorch/pytorch#98332 "
                  "fixed the tracked case, #50126/#49730 the float32 untracked case)",
+        case_type=SyncCase,
         when=half_untracked,
         torch_does=lambda case, expected: Raised("RuntimeError",
                                                  r"Expected counts to have type (Half|BFloat16) but got Float"),
-        repro=SyncField(SyncCase(rank_batches=(2, 2, 2), dtype="bfloat16", track=False), "y"),
-        reference_fn=_sync_reference,
-        torch_fn=sync_field,
+        repro=SyncCase(rank_batches=(2, 2, 2), dtype="bfloat16", track=False),
+        expect=_sync_cuda_expect,
+        run=run_sync,
         devices=("cuda",)),
     Divergence(
         id="norm-sync-half-empty-rank-gather-mismatch",
-        rule=ref.SYNC_EMPTY_RANK,
+        rule=syncbn.SYNC_EMPTY_RANK,
         torch=">=2.11,<2.12",  # observed on one H200 only (reports/matrix/cuda/2.11.0.json)
         reason="with float16/bfloat16 input, a rank with an empty batch all-gathers zeros in the input dtype "
-               "(2 bytes) while its peers gather float32 statistics (4 bytes): the collective's sizes disagree. "
-               "With gloo the rank aborts ('Received data size doesn't match expected size'); what NCCL does is "
-               "not verified here, so any deviation is accepted (torch_does=None)",
+               "(2 bytes) while its peers gather float32 statistics (4 bytes): the collective's sizes disagree, "
+               "so the group's SyncBatchNorm call fails: with gloo the rank aborts ('Received data size doesn't "
+               "match expected size') and its peers are left without an answer; a backend that raises instead "
+               "raises a RuntimeError (DistBackendError is one)",
         evidence="observed on torch 2.11.0+cu130, H200, 3 ranks on one GPU with gloo: gloo::EnforceNotMet "
                  "'op.preamble.length <= op.nbytes. 14 vs 7' and the rank exits with SIGABRT; "
                  "torch/nn/modules/_functions.py: SyncBatchNorm.forward builds the empty rank's 'combined' with "
                  "dtype=input.dtype, the others' from batch_norm_stats' float32 mean/invstd",
+        case_type=SyncCase,
         when=half_with_empty_rank,
-        torch_does=None,
-        repro=SyncField(SyncCase(rank_batches=(2, 0, 2), dtype="float16"), "y"),
-        reference_fn=_sync_reference,
-        torch_fn=sync_field,
+        # the call fails on some rank: RankCrashed is how suite/norm/torch_side/syncbn.py reports a rank process
+        # that died without answering
+        torch_does=lambda case, expected: Raised("RankCrashed|RuntimeError|DistBackendError"),
+        repro=SyncCase(rank_batches=(2, 0, 2), dtype="float16"),
+        expect=_sync_function_expect,
+        run=run_sync,
         devices=("cuda",)),
 ]

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from suite.norm.torch_side import (BN_HAS_BIAS_KW, GN_HAS_BIAS_KW, LN_HAS_BIAS_KW, BNCase, BNSeqCase,
-                                   ConstructCase, ConvertCase, DefaultsCase, OtherNormCase, SyncCase)
+from suite.norm.cases import (BN_HAS_BIAS_KW, GN_HAS_BIAS_KW, LN_HAS_BIAS_KW, BNCase, BNSeqCase,
+                              ConstructCase, ConvertCase, DefaultsCase, OtherNormCase, SyncCase)
 
 SPATIAL_RANK = {"BatchNorm1d": (0, 1), "BatchNorm2d": (2,), "BatchNorm3d": (3,)}
 EPS = st.sampled_from([1e-5, 1e-3, 0.1])

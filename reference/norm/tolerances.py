@@ -1,4 +1,4 @@
-"""Tolerances of the ``norm`` area, all through ``suite.compare.tolerance``.
+"""Tolerances of the ``norm`` area: its one home, all through ``conform.tolerance.tolerance``.
 
 Error model (float ``dtype`` with unit roundoff u, per channel: n summed values, M = max|x|,
 sd = sqrt(var + eps), c = M / sd >= 1, xhat = (x - mean) / sd):
@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from conform.tolerance import Tol, tolerance
+from conform.tolerance import EXACT, Tol, tolerance
+from reference.norm.core import channel_axes
 
 
 def _max(a, default: float = 0.0) -> float:
@@ -55,10 +56,6 @@ def normalize_tol(dtype: str, x: np.ndarray, axes: tuple[int, ...], eps: float, 
     xhat = float(np.max(np.abs(g - m[:, None]) / sd[:, None]))
     scale = (1.0 + xhat) * (_max(weight, 1.0) if weight is not None else 1.0) + _max(bias)
     return tolerance(dtype, ops=ops * sides, reduction=reduction * sides, cond=cond, scale=scale)
-
-
-def channel_axes(ndim: int) -> tuple[int, ...]:
-    return (0,) + tuple(range(2, ndim))
 
 
 def bn_output_tol(dtype, x, eps, weight, bias, running=None, sides: int = 1) -> Tol:
@@ -164,3 +161,92 @@ def instance_running_tols(dtype, x: np.ndarray, eps: float, running_mean, runnin
         return mean_tol, tolerance(dtype, ops=4, scale=_max(running_var))
     var_scale = max(_max(running_var), float(np.max(v)) * n / (n - 1), 1e-300)
     return mean_tol, tolerance(dtype, ops=6, reduction=n + N, cond=cond, scale=var_scale)
+
+
+# ---- per Case: the bounds each topic's expectations carry ------------------------------------------------
+
+def bn_case_output_tol(case, inputs: dict) -> Tol:
+    """A BNCase's output: batch statistics, or the preset running stats in eval with tracked stats."""
+    w = inputs["weight"] if case.affine else None
+    b = inputs["bias"] if case.affine and case.bias else None
+    use_batch = case.training or not case.track
+    running = None if use_batch else (inputs["running_mean"], inputs["running_var"])
+    return bn_output_tol(case.dtype, inputs["x"], case.eps, w, b, running)
+
+
+def other_output_tol(case, inputs: dict) -> Tol:
+    """An OtherNormCase's output: InstanceNorm in eval with running stats normalizes per channel as
+    BatchNorm's eval does; otherwise the statistics are over each normalized group."""
+    x = inputs["x"]
+    w = inputs["weight"] if case.affine else None
+    b = inputs["bias"] if case.affine else None
+    if case.kind.startswith("InstanceNorm"):
+        if not case.training and case.track:
+            return bn_output_tol(case.dtype, x, case.eps, w, b, (inputs["running_mean"], inputs["running_var"]))
+        return normalize_tol(case.dtype, x, tuple(range(2, x.ndim)), case.eps, w, b)
+    if case.kind == "GroupNorm":
+        return normalize_tol(case.dtype, x.reshape(x.shape[0], case.groups, -1), (2,), case.eps, w, b)
+    return normalize_tol(case.dtype, x, tuple(range(x.ndim - case.norm_dims, x.ndim)), case.eps, w, b)
+
+
+def sync_field_tols(case, inputs: dict, sides: int = 1) -> dict:
+    """A SyncCase's per-field bounds, from the concatenated batch (the statistics are global)."""
+    x = np.concatenate(inputs["xs"])
+    dy = np.concatenate(inputs["dys"])
+    w = inputs["weight"] if case.affine else None
+    b = inputs["bias"] if case.affine and case.bias else None
+    return {"y": bn_output_tol(case.dtype, x, case.eps, w, b, sides=sides),
+            "grad_input": grad_input_tol(case.dtype, x, dy, case.eps, w, sides=sides),
+            "grad_weight": grad_weight_tol(case.dtype, x, dy, case.eps, sides=sides),
+            "grad_bias": grad_bias_tol(case.dtype, x, dy, sides=sides),
+            "running_mean": running_mean_tol(case.dtype, x, case.eps, inputs["running_mean"], sides=sides),
+            "running_var": running_var_tol(case.dtype, x, case.eps, inputs["running_var"], sides=sides)}
+
+
+def seq_step_tol(seq, k: int, field: str, inputs: list[dict], training: bool, records: list[dict]) -> Tol:
+    """Field ``field`` after the k-th forward of a BNSeqCase.  Errors of every earlier update add up (each
+    update contracts the old error by 1 - f <= 1): ``steps`` updates of ``n_total`` summed values,
+    conditioning the worst batch's.  ``training``: the module's mode at that forward."""
+    if field == "num_batches_tracked":
+        return EXACT
+    xs = [inputs[j + 1]["x"] for j in range(k + 1) if inputs[j + 1]["x"].shape[0]]
+    steps = max(len(xs), 1)
+    n_total = sum(x.size // x.shape[1] for x in xs) or 1
+    batch = [channel_stats(x, seq.eps) for x in xs if x.size // x.shape[1] > 1]
+    cond = max([b[4] for b in batch] + [1.0])
+    M = max([float(np.max(np.abs(x))) for x in xs] + [1.0])
+    rec = records[k]
+    if field == "y":
+        x = inputs[k + 1]["x"]
+        w = inputs[0]["weight"] if seq.affine else None
+        b = inputs[0]["bias"] if seq.affine else None
+        use_batch = training or not seq.track
+        if use_batch or x.size == 0:
+            return bn_output_tol(seq.dtype, x, seq.eps, w, b)
+        # eval: the running stats carry the error of every earlier update
+        rm, rv = rec["running_mean"], rec["running_var"]
+        sd = np.sqrt(rv + seq.eps)
+        as_channels = (1, -1) + (1,) * (x.ndim - 2)
+        xhat = float(np.max(np.abs(x - rm.reshape(as_channels)) / sd.reshape(as_channels)))
+        cond_eval = max(cond, float(np.max((np.max(np.abs(x)) + np.abs(rm)) / sd)))
+        scale = (1 + xhat) * (float(np.max(np.abs(w))) if w is not None else 1.0) + (
+            float(np.max(np.abs(b))) if b is not None else 0.0)
+        return tolerance(seq.dtype, ops=8 * steps, reduction=n_total, cond=cond_eval, scale=scale)
+    if field == "running_mean":
+        return tolerance(seq.dtype, ops=4 * steps, reduction=n_total, scale=max(M, 1.0))
+    var_scale = max([float(np.max(b[2])) * b[0] / (b[0] - 1) for b in batch]
+                    + [float(np.max(rec["running_var"])), 1.0])
+    return tolerance(seq.dtype, ops=6 * steps, reduction=n_total, cond=cond, scale=var_scale)
+
+
+def lazy_tols(case, x: np.ndarray) -> dict:
+    """A Lazy module's first call: default parameters (weight ones, no shift) and fresh running stats
+    (zeros, ones) of size C = x.shape[1]."""
+    C = x.shape[1]
+    use_batch = case.training or not case.track
+    w = np.ones(C) if case.affine else None
+    running = None if use_batch else (np.zeros(C), np.ones(C))
+    return {"y": bn_output_tol(case.dtype, x, case.eps, w, None, running),
+            "running_mean": running_mean_tol(case.dtype, x, case.eps, np.zeros(C)),
+            "running_var": running_var_tol(case.dtype, x, case.eps, np.ones(C)),
+            "num_batches_tracked": EXACT}

@@ -1,4 +1,5 @@
-"""Torch side of SyncBatchNorm across R processes on loopback.
+"""Runners of reference/norm/syncbn.py: SyncBatchNorm across R processes on loopback, BatchNorm on the
+concatenated batch, convert_sync_batchnorm.
 
 A ``RankPool`` is R long-lived rank processes sharing one process group (gloo, or
 NCCL when there is one GPU per rank); the parent sends each Case to every rank
@@ -11,15 +12,17 @@ Which kernels run:
   for real) with the five missing ATen kernels (``batch_norm_stats``,
   ``batch_norm_gather_stats_with_counts``, ``batch_norm_elemt``,
   ``batch_norm_backward_reduce``, ``batch_norm_backward_elemt``) replaced, in the
-  rank processes only, by the float64 stand-ins below: "CPU stand-in kernels".
+  rank processes only, by float64 stand-ins (syncbn_kernels.py): "CPU stand-in kernels".
 - ``device`` is a CUDA device: real ``torch.nn.SyncBatchNorm`` modules and real
   kernels; NCCL with one GPU per rank when there are enough GPUs, otherwise every
   rank on the same GPU with gloo on CUDA tensors.
 
-Imports only torch, numpy, the standard library and ``suite`` (repro writer).
+A test opens one pool for many cases (``rank_pool``); ``run_sync`` and ``run_probe_cpu`` use the
+open pool of their world size and device, or start (and stop) their own, as a repro script does.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import socket
@@ -34,97 +37,13 @@ import torch.multiprocessing as mp
 from torch.nn.modules._functions import SyncBatchNorm as sync_fn
 
 from conform.outcome import Raised
-from suite.norm.torch_side import SyncCase, SyncField, bn_kwargs, dtype_of, make_sync_inputs, raised, set_sync_state, to_np, \
-    to_torch
+from suite.norm.cases import ConvertCase, SyncCase, dtype_of, make_sync_inputs
+from suite.norm.torch_side.common import bn_kwargs, preset, to_np, to_torch
+from suite.norm.torch_side.syncbn_kernels import install_stand_ins
 
 GROUP_TIMEOUT_S = 60.0   # collectives and process-group setup
 REPLY_TIMEOUT_S = 90.0   # parent waiting for one reply of every rank
 JOIN_TIMEOUT_S = 10.0
-
-
-# ---------------------------------------------------------------------------------------
-# CPU stand-ins for the SyncBN kernels (float64 math, CUDA kernels' calling conventions)
-# ---------------------------------------------------------------------------------------
-
-def _acc_dtype(t: torch.Tensor) -> torch.dtype:
-    # the CUDA kernels return statistics in the accumulate type (float for half inputs)
-    return t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float32
-
-
-def _cview(v: torch.Tensor, ndim: int) -> torch.Tensor:
-    return v.reshape((1, -1) + (1,) * (ndim - 2))
-
-
-def _axes(ndim: int) -> list[int]:
-    return [0] + list(range(2, ndim))
-
-
-def stand_in_stats(input, eps):
-    x = input.double()
-    mean = x.mean(dim=_axes(x.dim()))
-    var = ((x - _cview(mean, x.dim())) ** 2).mean(dim=_axes(x.dim()))
-    return mean.to(_acc_dtype(input)), (1.0 / torch.sqrt(var + eps)).to(_acc_dtype(input))
-
-
-def stand_in_gather_stats_with_counts(input, mean_all, invstd_all, running_mean, running_var, momentum, eps,
-                                      counts):
-    n = counts.double().reshape(-1, 1)
-    means, invstds = mean_all.double(), invstd_all.double()
-    total = n.sum()
-    mean = (n * means).sum(0) / total
-    var = (n * (1.0 / invstds ** 2 - eps + (means - mean) ** 2)).sum(0) / total
-    with torch.no_grad():
-        if running_mean is not None:
-            running_mean.copy_((1 - momentum) * running_mean.double() + momentum * mean)
-        if running_var is not None:
-            running_var.copy_((1 - momentum) * running_var.double() + momentum * var * total / (total - 1))
-    return mean.to(mean_all.dtype), (1.0 / torch.sqrt(var + eps)).to(mean_all.dtype)
-
-
-def stand_in_elemt(input, weight, bias, mean, invstd, eps):
-    nd = input.dim()
-    y = (input.double() - _cview(mean.double(), nd)) * _cview(invstd.double(), nd)
-    if weight is not None:
-        y = y * _cview(weight.double(), nd)
-    if bias is not None:
-        y = y + _cview(bias.double(), nd)
-    return y.to(input.dtype)
-
-
-def stand_in_backward_reduce(grad_out, input, mean, invstd, weight, input_g, weight_g, bias_g):
-    nd = input.dim()
-    dy = grad_out.double()
-    xmu = input.double() - _cview(mean.double(), nd)
-    sum_dy = dy.sum(dim=_axes(nd))
-    sum_dy_xmu = (dy * xmu).sum(dim=_axes(nd))
-    wdt = weight.dtype if weight is not None else input.dtype
-    grad_weight = (sum_dy_xmu * invstd.double()).to(wdt) if weight_g else None
-    grad_bias = sum_dy.to(wdt) if bias_g else None
-    return sum_dy.to(mean.dtype), sum_dy_xmu.to(mean.dtype), grad_weight, grad_bias
-
-
-def stand_in_backward_elemt(grad_out, input, mean, invstd, weight, sum_dy, sum_dy_xmu, count):
-    nd = input.dim()
-    total = count.double().sum()
-    inv = _cview(invstd.double(), nd)
-    xmu = input.double() - _cview(mean.double(), nd)
-    w = _cview(weight.double(), nd) if weight is not None else 1.0
-    dx = (grad_out.double() - _cview(sum_dy.double(), nd) / total
-          - xmu * inv ** 2 * _cview(sum_dy_xmu.double(), nd) / total) * inv * w
-    return dx.to(input.dtype)
-
-
-STAND_INS = {"batch_norm_stats": stand_in_stats,
-             "batch_norm_gather_stats_with_counts": stand_in_gather_stats_with_counts,
-             "batch_norm_elemt": stand_in_elemt,
-             "batch_norm_backward_reduce": stand_in_backward_reduce,
-             "batch_norm_backward_elemt": stand_in_backward_elemt}
-
-
-def install_stand_ins() -> None:
-    """Rank processes on CPU only: torch's _functions.SyncBatchNorm looks these up on the torch module."""
-    for name, fn in STAND_INS.items():
-        setattr(torch, name, fn)
 
 
 # ---------------------------------------------------------------------------------------
@@ -150,7 +69,7 @@ def sync_step(case: SyncCase, rank: int, world: int, device: str) -> dict:
     m = torch.nn.SyncBatchNorm(case.channels, **bn_kwargs(case.eps, case.momentum, case.affine, case.track,
                                                           case.bias))
     m = m.to(device=device, dtype=dtype_of(case.dtype)).train()
-    set_sync_state(m, case, inputs, device)
+    preset(m, case, inputs, device)
     x = to_torch(inputs["xs"][rank], case.dtype, device).requires_grad_()
     if device == "cpu":
         # SyncBatchNorm.forward rejects CPU input once a group exists, so call its autograd function with the
@@ -181,7 +100,7 @@ def probe_cpu_input(channels: int) -> Any:
     try:
         torch.nn.SyncBatchNorm(channels).train()(torch.ones(2, channels))
     except (ValueError, RuntimeError) as exc:
-        return raised(exc)
+        return Raised.from_exception(exc)
     return "no error"
 
 
@@ -197,7 +116,7 @@ def _rank_main(rank: int, world: int, port: int, device: str, inbox, outbox) -> 
             install_stand_ins()
         outbox.put((rank, ("ready", backend)))
     except Exception as exc:  # report and exit: the parent fails the test with this message
-        outbox.put((rank, raised(exc)))
+        outbox.put((rank, Raised.from_exception(exc)))
         return
     try:
         while True:
@@ -211,7 +130,7 @@ def _rank_main(rank: int, world: int, port: int, device: str, inbox, outbox) -> 
             try:
                 res = sync_step(arg, rank, world, dev) if what == "sync" else probe_cpu_input(arg)
             except Exception as exc:
-                res = raised(exc)
+                res = Raised.from_exception(exc)
             outbox.put((rank, res))
     finally:
         dist.destroy_process_group()
@@ -314,24 +233,131 @@ def assemble(per_rank: list) -> dict | Raised:
     return {key: [r[key] for r in per_rank] for key in per_rank[0]}
 
 
+# pools opened by a test for many cases, by (world, device)
+_OPEN_POOLS: dict = {}
+
+
+@contextlib.contextmanager
+def rank_pool(world: int, device: str):
+    """One pool of ``world`` ranks for a block of cases; stopped (processes joined, else killed) on exit."""
+    pool = start_pool(world, device)
+    _OPEN_POOLS[(world, device)] = pool
+    try:
+        yield pool
+    finally:
+        _OPEN_POOLS.pop((world, device), None)
+        stop_pool(pool)
+
+
+def _on_ranks(world: int, device: str, what: str, arg: Any) -> list:
+    """Every rank's reply to (what, arg): in the open pool of this size and device, else in a pool of its own."""
+    pool = _OPEN_POOLS.get((world, device))
+    if pool is not None:
+        return pool_call(pool, what, arg)
+    with rank_pool(world, device) as pool:
+        return pool_call(pool, what, arg)
+
+
 def run_sync(case: SyncCase, device: str) -> dict | Raised:
-    """Standalone: start len(rank_batches) ranks, run the case once, stop them."""
-    pool = start_pool(len(case.rank_batches), device)
-    try:
-        return assemble(pool_call(pool, "sync", case))
-    finally:
-        stop_pool(pool)
+    """SyncBatchNorm over len(case.rank_batches) ranks: every field as a list over ranks."""
+    return assemble(_on_ranks(len(case.rank_batches), device, "sync", case))
 
 
-def sync_field(case: SyncField, device: str):
-    out = run_sync(case.sync, device)
-    return out if isinstance(out, Raised) else {case.field: out.get(case.field)}
+def run_sync_as_concat(case: SyncCase, device: str) -> dict | Raised:
+    """``run_sync`` assembled the way BatchNorm on the concatenated batch reports it: weight/bias grads summed
+    over ranks (what DDP's all-reduce produces), the running stats of rank 0."""
+    out = run_sync(case, device)
+    if isinstance(out, Raised):
+        return out
+    out = dict(out)
+    for key in ("grad_weight", "grad_bias"):
+        if key in out:
+            out[key] = np.sum(out[key], axis=0)
+    for key in ("running_mean", "running_var"):
+        if key in out:
+            out[key] = out[key][0]
+    return out
 
 
-def sync_probe_cpu(case: SyncCase, device: str) -> Any:
-    """Every rank's outcome of nn.SyncBatchNorm on CPU input inside an initialized group (device unused)."""
-    pool = start_pool(len(case.rank_batches), "cpu")
-    try:
-        return pool_call(pool, "probe", case.channels)
-    finally:
-        stop_pool(pool)
+def run_probe_cpu(case: SyncCase, device: str) -> list:
+    """Every rank's outcome of nn.SyncBatchNorm on CPU input inside an initialized group (a pool on
+    ``device``, or a CPU pool of its own)."""
+    world = len(case.rank_batches)
+    if (world, device) in _OPEN_POOLS:
+        return _on_ranks(world, device, "probe", case.channels)
+    return _on_ranks(world, "cpu", "probe", case.channels)
+
+
+# ---------------------------------------------------------------------------------------
+# single process: BatchNorm on the concatenated batch, convert_sync_batchnorm
+# ---------------------------------------------------------------------------------------
+
+def bn_class_for_ndim(ndim: int) -> str:
+    return {2: "BatchNorm1d", 3: "BatchNorm1d", 4: "BatchNorm2d", 5: "BatchNorm3d"}[ndim]
+
+
+def run_bn_concat(case: SyncCase, device: str) -> dict:
+    """torch's single-process BatchNorm on the concatenation of every rank's batch, split back per rank."""
+    inputs = make_sync_inputs(case)
+    x = to_torch(np.concatenate(inputs["xs"]), case.dtype, device).requires_grad_()
+    dy = to_torch(np.concatenate(inputs["dys"]), case.dtype, device)
+    m = getattr(torch.nn, bn_class_for_ndim(x.dim()))(
+        case.channels, **bn_kwargs(case.eps, case.momentum, case.affine, case.track, case.bias))
+    m = m.to(device=device, dtype=dtype_of(case.dtype)).train()
+    preset(m, case, inputs, device)
+    y = m(x)
+    y.backward(dy)
+    cuts = list(np.cumsum(case.rank_batches)[:-1])
+    out = {"y": np.split(to_np(y), cuts), "grad_input": np.split(to_np(x.grad), cuts)}
+    if case.affine:
+        out["grad_weight"] = to_np(m.weight.grad)
+        if m.bias is not None:
+            out["grad_bias"] = to_np(m.bias.grad)
+    if case.track:
+        out.update(running_mean=to_np(m.running_mean), running_var=to_np(m.running_var))
+    return out
+
+
+def run_convert(case: ConvertCase, device: str) -> dict:
+    def make(kind: str) -> torch.nn.Module:
+        if kind.startswith("BatchNorm"):
+            m = getattr(torch.nn, kind)(case.num_features, **bn_kwargs(case.eps, case.momentum, case.affine,
+                                                                       case.track, case.bias))
+            m.train(case.bn_training)
+            for p in m.parameters():
+                p.requires_grad_(case.requires_grad)
+            if case.qconfig is not None:
+                m.qconfig = case.qconfig
+            return m
+        if kind == "Sequential":
+            return torch.nn.Sequential()
+        if kind == "Linear":
+            return torch.nn.Linear(case.num_features, case.num_features)
+        if kind == "InstanceNorm1d":
+            return torch.nn.InstanceNorm1d(case.num_features)
+        return getattr(torch.nn, kind)()
+
+    root = make(case.layout[0][1])
+    for path, kind in case.layout[1:]:
+        parent, _, name = path.rpartition(".")
+        root.get_submodule(parent).add_module(name, make(kind))
+    root = root.to(device)
+    before = dict(root.named_modules())
+    converted = torch.nn.SyncBatchNorm.convert_sync_batchnorm(root)
+    after = dict(converted.named_modules())
+    bn = {}
+    for path, old in before.items():
+        if not isinstance(old, torch.nn.modules.batchnorm._BatchNorm):
+            continue
+        new = after[path]
+        bn[path] = {
+            "same": {k: getattr(new, k) is getattr(old, k) for k in
+                     ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+                     if getattr(old, k) is not None},
+            "hyper": [new.num_features, new.eps, new.momentum, new.affine, new.track_running_stats],
+            "training": new.training,
+            "requires_grad": [p.requires_grad for p in new.parameters(recurse=False)],
+            "qconfig": getattr(new, "qconfig", None)}
+    return {"root_same_object": converted is root,
+            "modules": [(path, type(m).__name__) for path, m in converted.named_modules()],
+            "bn": bn}

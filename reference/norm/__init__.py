@@ -1,0 +1,19 @@
+"""Executable spec of torch's normalization layers (area ``norm``), one module per topic.
+
+numpy float64 for the math, plain Python for module state.  Nothing here calls
+torch: the test side draws the input values (suite/norm/cases.py) and hands them
+over as numpy arrays; the reference reads a Case's attributes and never needs its class.
+
+- ``batchnorm``: construction, input checks, one forward and its running-stat update (the model of one call);
+- ``running``: histories of calls (momentum, cumulative average, counter, toggles, empty batches);
+- ``backward``: BatchNorm's analytic backward;
+- ``lazy``: LazyBatchNorm's first call;
+- ``other_norms``: InstanceNorm, GroupNorm, LayerNorm;
+- ``syncbn``: SyncBatchNorm over ranks, its fallback, convert_sync_batchnorm;
+- ``core``: the shared statistics and formulas; ``tolerances``: every bound of the area.
+"""
+from reference.norm import backward, batchnorm, core, lazy, other_norms, running, syncbn, tolerances
+from reference.norm.other_norms import layer_norm
+
+__all__ = ["backward", "batchnorm", "core", "lazy", "layer_norm", "other_norms", "running", "syncbn",
+           "tolerances"]
