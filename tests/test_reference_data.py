@@ -1,38 +1,39 @@
-"""Golden cases of reference/data.py, computed by hand or from published constants (no torch)."""
+"""Golden cases of reference/data, computed by hand or from published constants (no torch)."""
 import random
 
 import numpy as np
 import pytest
 
-from reference import data as R
+from conform.outcome import OneOf, Raised
 from reference.data import collate as collate_model
-from conform.outcome import Raised
-from suite.data.torch_side import DatasetCase, LoaderArgsCase, LoaderCase, SamplerCase
+from reference.data import datasets, iterable, loader, rng, samplers, workers
+from reference.data.rng import MT
+from suite.data.cases import DatasetCase, LoaderArgsCase, LoaderCase, SamplerCase
 
 
 def test_mt_matches_reference_mt19937_outputs():
     # init_genrand(5489) first outputs (the C reference implementation / std::mt19937 default seed)
-    g = R.MT(5489)
+    g = MT(5489)
     assert [g.u32() for _ in range(3)] == [3499211612, 581869302, 3890346734]
     # the 10000th output of std::mt19937 default-seeded is 4123659995 (C++ standard [rand.predef])
-    g = R.MT(5489)
+    g = MT(5489)
     for _ in range(9999):
         g.u32()
     assert g.u32() == 4123659995
 
 
 def test_mt_seed_uses_low_32_bits():
-    assert R.MT(7).u64() == R.MT(7 + 2**32).u64()
+    assert MT(7).u64() == MT(7 + 2**32).u64()
 
 
 def test_random64_is_high_word_first_mod_2_63():
-    g1, g2 = R.MT(1), R.MT(1)
+    g1, g2 = MT(1), MT(1)
     hi, lo = g2.u32(), g2.u32()
     assert g1.random64() == ((hi << 32) | lo) % 2**63
 
 
 def test_randperm_is_forward_fisher_yates():
-    class Fixed(R.MT):
+    class Fixed(MT):
         def __init__(self, words):
             self.words = list(words)
 
@@ -45,7 +46,7 @@ def test_randperm_is_forward_fisher_yates():
 
 
 def test_multinomial_inverse_cdf():
-    class Fixed(R.MT):
+    class Fixed(MT):
         def __init__(self, us):
             self.us = list(us)
 
@@ -57,122 +58,124 @@ def test_multinomial_inverse_cdf():
 
 
 def test_batch_sampler_golden():
-    out = R.sampler_outcome(SamplerCase("batch", 10, 0, batch_size=3, drop_last=False))
+    out = samplers.sampler_outcome(SamplerCase("batch", 10, 0, batch_size=3, drop_last=False))
     assert out["passes"] == [[[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]] and out["len"] == 4
-    out = R.sampler_outcome(SamplerCase("batch", 10, 0, batch_size=3, drop_last=True))
+    out = samplers.sampler_outcome(SamplerCase("batch", 10, 0, batch_size=3, drop_last=True))
     assert out["passes"] == [[[0, 1, 2], [3, 4, 5], [6, 7, 8]]] and out["len"] == 3
-    assert isinstance(R.sampler_outcome(SamplerCase("batch", 10, 0, batch_size=True)), Raised)
+    assert isinstance(samplers.sampler_outcome(SamplerCase("batch", 10, 0, batch_size=True)), Raised)
 
 
 def test_distributed_padding_and_drop_last():
     # n=5, R=3: padded [0,1,2,3,4,0], rank 1 takes positions 1 and 4
-    assert R.distributed_indices(5, 3, 1, False, 0, 0, False) == ([1, 4], 2)
+    assert samplers.distributed_indices(5, 3, 1, False, 0, 0, False) == ([1, 4], 2)
     # drop_last: ceil((5-3)/3) = 1 per rank -> [0,1,2]
-    assert R.distributed_indices(5, 3, 2, False, 0, 0, True) == ([2], 1)
+    assert samplers.distributed_indices(5, 3, 2, False, 0, 0, True) == ([2], 1)
     # n=2, R=5: wrap around more than once: [0,1,0,1,0]
-    assert [R.distributed_indices(2, 5, r, False, 0, 0, False)[0] for r in range(5)] == [[0], [1], [0], [1], [0]]
+    assert [samplers.distributed_indices(2, 5, r, False, 0, 0, False)[0] for r in range(5)] == [[0], [1], [0], [1], [0]]
 
 
 def test_random_sampler_consumption_counts():
     # num_samples = 2n: three permutations drawn (the third unused)
     case = SamplerCase("random", 4, 3, num_samples=8)
-    g = R.MT(3)
+    g = MT(3)
     perms = [g.randperm(4) for _ in range(3)]
-    out = R.sampler_outcome(case)
+    out = samplers.sampler_outcome(case)
     assert out["passes"] == [perms[0] + perms[1]] and out["next"] == g.random64()
 
 
 def test_loader_args_precedence():
     # negative num_workers wins over everything else
-    rule, out = R.loader_args_outcome(LoaderArgsCase(iterable=True, n=3, num_workers=-1, timeout=-1, shuffle=True))
-    assert rule == R.L_WORKERS and out.type == "ValueError"
-    rule, out = R.loader_args_outcome(LoaderArgsCase(iterable=False, n=5, batch_size=2, drop_last=True))
-    assert out["len"] == 2 and out["sampler"] == "SequentialSampler" and out["collate_fn"] == "default_collate"
-    rule, out = R.loader_args_outcome(LoaderArgsCase(iterable=True, n=5, batch_size=None, declared_len=7))
-    assert out["len"] == 7 and out["collate_fn"] == "default_convert"
+    [error] = loader.expectations(LoaderArgsCase(iterable=True, n=3, num_workers=-1, timeout=-1, shuffle=True))
+    assert error.rule == loader.L_WORKERS and error.expected.type == "ValueError" and error.key == "config"
+    config, length = loader.expectations(LoaderArgsCase(iterable=False, n=5, batch_size=2, drop_last=True))
+    assert (config.rule, length.rule) == (loader.L_DEFAULTS, loader.L_LEN_MAP)
+    assert length.expected == OneOf(2, loader.NOT_BUILT)
+    assert config.expected["sampler"] == "SequentialSampler" and config.expected["collate_fn"] == "default_collate"
+    config, length = loader.expectations(LoaderArgsCase(iterable=True, n=5, batch_size=None, declared_len=7))
+    assert length.rule == loader.L_LEN_ITER and length.expected.options[0] == 7
+    assert config.expected["collate_fn"] == "default_convert"
 
 
 def test_collate_model_golden():
     import collections
 
     Point = collections.namedtuple("Point", "x y")
-    out = R.model_collate([Point(0, 1.5), Point(2, 2.5)])
+    out = collate_model.model_collate([Point(0, 1.5), Point(2, 2.5)])
     assert out[0] == "namedtuple" and out[2][0][1] == "int64" and out[2][1][1] == "float64"
-    assert R.model_collate(["a", "b"]) == ("list", [("str", "a"), ("str", "b")])
-    assert R.model_collate([1, 2.5])[1] == "float32"  # int first: torch.tensor's inference
-    assert R.model_collate([True, False])[1] == "bool"
+    assert collate_model.model_collate(["a", "b"]) == ("list", [("str", "a"), ("str", "b")])
+    assert collate_model.model_collate([1, 2.5])[1] == "float32"  # int first: torch.tensor's inference
+    assert collate_model.model_collate([True, False])[1] == "bool"
     with pytest.raises(collate_model._CollateError):
-        R.model_collate([[1], [1, 2]])
+        collate_model.model_collate([[1], [1, 2]])
 
 
 def test_random_split_fraction_remainders():
     # n=10, (0.34, 0.33, 0.33): floors 3,3,3, one left -> first split: 4,3,3
-    out = R.random_split_outcome(DatasetCase("random_split", sizes=(10,), lengths=(0.34, 0.33, 0.33), seed=0))
+    out = datasets.random_split_outcome(DatasetCase("random_split", sizes=(10,), lengths=(0.34, 0.33, 0.33), seed=0))
     assert [len(p) for p in out["parts"]] == [4, 3, 3]
-    assert isinstance(R.random_split_outcome(DatasetCase("random_split", sizes=(3,), lengths=(1, 1))), Raised)
+    assert isinstance(datasets.random_split_outcome(DatasetCase("random_split", sizes=(3,), lengths=(1, 1))), Raised)
 
 
 def test_concat_negative_and_bounds():
     c = DatasetCase("concat", sizes=(2, 0, 3), index=-1)
-    assert R.dataset_outcome(c)["item"] == 202
-    assert R.dataset_outcome(DatasetCase("concat", sizes=(2, 0, 3), index=2))["item"] == 200
-    assert R.dataset_outcome(DatasetCase("concat", sizes=(2,), index=-3))["item"].type == "ValueError"
+    assert datasets.dataset_outcome(c)["item"] == 202
+    assert datasets.dataset_outcome(DatasetCase("concat", sizes=(2, 0, 3), index=2))["item"] == 200
+    assert datasets.dataset_outcome(DatasetCase("concat", sizes=(2,), index=-3))["item"].type == "ValueError"
 
 
 def test_worker_seeding_model():
     base = 12345
-    p = R.worker_proc(base, 2, init_fn=False)
+    p = workers.worker_proc(base, 2, init_fn=False)
     assert p.initial_seed == base + 2
     assert p.py.getrandbits(32) == random.Random(base + 2).getrandbits(32)
-    assert R.np_worker_state(base, 2) == [int(x) for x in np.random.SeedSequence([2, base, 0, 0]).generate_state(4)]
+    assert workers.np_worker_state(base, 2) == [int(x) for x in np.random.SeedSequence([2, base, 0, 0]).generate_state(4)]
 
 
 def test_round_robin_skips_exhausted_workers():
     case = LoaderCase(n=0, iterable=True, lengths=(3, 1, 2), num_workers=3, batch_size=None)
-    out = R.iterable_outcome(case)
+    out = iterable.iterable_outcome(case)
     order = [b[0][:2] for b in out["epochs"][0]]
     assert order == [[0, 0], [0, 1], [0, 2], [1, 0], [1, 2], [2, 0]]
 
 
 def test_in_order_dispatch_is_round_robin():
     case = LoaderCase(n=7, batch_size=2, num_workers=3)
-    out = R.loader_outcome(case)
+    out = workers.loader_outcome(case)
     assert [[r[1] for r in b] for b in out["epochs"][0]] == [[0, 0], [1, 1], [2, 2], [0]]
 
 
 def test_prefetch_window_model():
-    assert R.prefetch_outcome(LoaderCase(n=10, batch_size=2, num_workers=2, prefetch_factor=1)) == [[2, 4], [3, 6], [4, 8]]
+    assert workers.prefetch_outcome(LoaderCase(n=10, batch_size=2, num_workers=2, prefetch_factor=1)) == [[2, 4], [3, 6], [4, 8]]
 
 
 def test_unordered_dispatch_skips_full_workers():
     # W=2, prefetch_factor=1: priming puts s0->w0, s1->w1.  s1 arrives first: w1 frees its slot and
     # s2 is put; the cycle points at w0, which is full (s0 outstanding), so s2 goes to w1.  Then s0
     # arrives and s3 goes to w0.
-    assert R.unordered_dispatch([1, 0, 2, 3], 2, 1, 4, capacity=True) == [1, 0, 1, 0]
+    assert workers.unordered_dispatch([1, 0, 2, 3], 2, 1, 4, capacity=True) == [1, 0, 1, 0]
     # arrivals in dispatch order give plain round-robin
-    assert R.unordered_dispatch([0, 1, 2, 3, 4], 2, 1, 5, capacity=True) == [0, 1, 0, 1, 0]
-    assert R.unordered_dispatch([7], 2, 1, 4, capacity=True) == [-1]  # a batch never dispatched
+    assert workers.unordered_dispatch([0, 1, 2, 3, 4], 2, 1, 5, capacity=True) == [0, 1, 0, 1, 0]
+    assert workers.unordered_dispatch([7], 2, 1, 4, capacity=True) == [-1]  # a batch never dispatched
 
 
 def test_unordered_dispatch_before_capacity_rule():
     # torch 2.6 (in_order=False without the 2.7 capacity rule): s2 goes to the next worker of the
     # cycle, w0, although s0 is still outstanding there -- batch s on worker s mod W
-    assert R.unordered_dispatch([1, 0, 2, 3], 2, 1, 4, capacity=False) == [1, 0, 0, 1]
-    assert R.unordered_dispatch([2, 0, 1, 3, 4], 3, 2, 5, capacity=False) == [2, 0, 1, 0, 1]
+    assert workers.unordered_dispatch([1, 0, 2, 3], 2, 1, 4, capacity=False) == [1, 0, 0, 1]
+    assert workers.unordered_dispatch([2, 0, 1, 3, 4], 3, 2, 5, capacity=False) == [2, 0, 1, 0, 1]
 
 
 def test_subset_getitems_golden():
     # base [0..4], indices (4, 0, 2): positions last first then negatives -> base[2], base[0], base[4], ...
-    out = R.dataset_outcome(DatasetCase("subset", sizes=(5,), indices=(4, 0, 2)))
+    out = datasets.dataset_outcome(DatasetCase("subset", sizes=(5,), indices=(4, 0, 2)), "cpu", [2, 1, 0, -1, -2, -3])
     assert out["batch"] == [2, 0, 4, 2, 0, 4] == out["nested"]
-    assert R.subset_batch_positions(2) == [1, 0, -1, -2]
 
 
 def test_numpy_bool_divergence_predicate_follows_collate_order():
     # suite/data/divergences.py: the registered numpy-bool TypeError applies where collate reaches a numpy
     # bool scalar before any other documented error; default_convert converts every value
     from suite.data import divergences as D
-    from suite.data.torch_side import CollateCase
+    from suite.data.cases import CollateCase
 
     npbool, none = ("npscalar", "bool_"), ("none",)
     assert D._first_collate_event(npbool, 2) == "numpy_bool"
@@ -186,3 +189,31 @@ def test_numpy_bool_divergence_predicate_follows_collate_order():
     if np.lib.NumpyVersion(np.__version__) >= "2.0.0":
         assert D._numpy_bool_reached(CollateCase(spec=("tuple", (none, npbool)), batch=2, seed=0, mode="convert"))
         assert not D._numpy_bool_reached(CollateCase(spec=("tuple", (none, npbool)), batch=2, seed=0))
+
+
+def test_expectations_decide_the_rules():
+    # samplers: ordering, length and consumption rules, each about its part of the observation
+    rules = [(e.rule, e.key) for e in samplers.expectations(SamplerCase("random", 4, 1, use_generator=False))]
+    assert rules == [(samplers.RS_PERM, "passes"), (samplers.RS_LEN, "len"), (samplers.RS_GLOBAL, "next")]
+    [error] = samplers.expectations(SamplerCase("random", 4, 1, replacement=1))
+    assert error.rule == samplers.RS_VALID and error.key is None
+    assert samplers.stride_expectations(SamplerCase("distributed", 4, 0, num_replicas=2, rank=2)) == []
+    # the RNG seed rule: a seed above 32 bits gives the stream of its low 32 bits
+    from suite.data.cases import RngCase
+    [alias] = rng.seed_expectations(RngCase("random64", 5 + 2**40, size=2))
+    assert alias.rule == rng.RNG_SEED and alias.expected == rng.rng_outcome(RngCase("random64", 5, size=2))
+    # faults: a failing worker_init_fn, else the kind of the sample's fault; no worker may stay behind
+    assert workers.fault_rule(LoaderCase(n=2, num_workers=1, init_fail=0)) == workers.F_INIT
+    assert [workers.fault_rule(LoaderCase(n=2, num_workers=1, fault=(0, k))) for k in ("kill", "hang", "KeyError")] \
+        == [workers.F_KILL, workers.F_TIMEOUT, workers.F_EXC]
+    stray = workers.fault_expectations(LoaderCase(n=2, num_workers=1, fault=(0, "hang"), timeout=0.5))[-1]
+    assert (stray.rule, stray.expected, stray.key) == (workers.F_STRAY, 0, "leftover")
+    # iterable datasets: sharding first, then per-worker drop_last, then round-robin over unequal replicas
+    assert iterable.iterable_rule(LoaderCase(n=0, iterable=True, lengths=(3, 1), num_workers=2)) == iterable.I_ROUND_ROBIN
+    assert iterable.iterable_rule(LoaderCase(n=0, iterable=True, lengths=(3,), shard=True, drop_last=True,
+                                             batch_size=2)) == iterable.I_SHARD
+
+
+def test_timeout_message_names_the_case_timeout():
+    [epochs, _] = workers.fault_expectations(LoaderCase(n=2, num_workers=1, fault=(0, "hang"), timeout=0.5))
+    assert epochs.rule == workers.F_TIMEOUT and epochs.expected[0][0].message.endswith(r"0\.5 seconds")

@@ -1,5 +1,9 @@
 """Executable spec of torch.utils.data: samplers, DataLoader construction, collation,
-datasets, the multi-worker protocol, seeding and faults.
+datasets, the multi-worker protocol, iterable datasets, seeding and faults.
+
+Each topic module exposes ``expectations(case, ...) -> list[Expect]`` (one function per family
+of checks): which rules a Case exercises, the expected outcome, and which part of the torch
+side's observation each rule is about.  Cases are read by their attributes only.
 
 Independence: nothing here calls DataLoader, a sampler, default_collate,
 random_split or a dataset class under test.  Random draws are reproduced in pure
@@ -17,10 +21,5 @@ DataLoader mirrors) and numpy's legacy RandomState: numpy is not under test.
 """
 from __future__ import annotations
 
-# Every submodule registers its rules at import; the area's names are re-exported here.
-from reference.data.rng import *  # noqa: F401,F403
-from reference.data.samplers import *  # noqa: F401,F403
-from reference.data.loader import *  # noqa: F401,F403
-from reference.data.collate import *  # noqa: F401,F403
-from reference.data.datasets import *  # noqa: F401,F403
-from reference.data.workers import *  # noqa: F401,F403
+# Every submodule registers its rules at import; use them by module (``workers.W_DISPATCH``).
+from reference.data import collate, datasets, iterable, loader, rng, samplers, workers  # noqa: F401

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from conform.rules import rule
+from conform.expect import Expect
 from conform.outcome import Raised
+from conform.rules import rule
 from reference.data.rng import COLLATE, LOADER
 
 
@@ -94,7 +95,7 @@ def _is_intlike(x) -> bool:
 
 
 def model_collate(batch: list, custom: bool = False):
-    """default_collate (or collate with the custom map of torch_side) on real input objects,
+    """default_collate (or collate with the custom map of suite.data.torch_side.collate) on real input objects,
     returning describe()'s tagged picture.  Tensors are read via .numpy() (input values only)."""
     import torch  # inputs are tensors; we only read their values, dtype and device
 
@@ -159,14 +160,10 @@ def model_convert(sample):
         return ("namedtuple", type(sample).__name__, [model_convert(v) for v in sample])
     if isinstance(sample, Sequence) and not isinstance(sample, (str, bytes)):
         return ("list", [model_convert(v) for v in sample])
-    try:
-        import torch
+    import torch  # an input may be a tensor: we only read its values, dtype and device
 
-        if isinstance(sample, torch.Tensor):
-            return _tensor_pic(str(sample.dtype).replace("torch.", ""), sample.device.type,
-                               sample.detach().cpu().numpy())
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(sample, torch.Tensor):
+        return _tensor_pic(str(sample.dtype).replace("torch.", ""), sample.device.type, sample.detach().cpu().numpy())
     if isinstance(sample, (bool, int, float, str, bytes)) or sample is None:
         return (type(sample).__name__, sample)
     return ("object", type(sample).__name__)
@@ -179,3 +176,9 @@ def collate_outcome(case, batch: list):
         return model_collate(batch, custom=case.mode == "custom_map")
     except _CollateError as err:
         return err.raised
+
+
+def expectations(case, batch: list) -> list[Expect]:
+    """A CollateCase whose samples (input data, made by the test) are ``batch``: the collated (converted)
+    picture under the rule of its mode, or of the batch's element type."""
+    return [Expect(collate_rule(case.spec, case.mode), collate_outcome(case, batch))]

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import math
 
-from conform.rules import rule
+from conform.expect import Expect
 from conform.outcome import Raised
+from conform.rules import rule
 from reference.data.rng import DATASET, MT
 from reference.data.collate import _tensor_pic
 
@@ -46,12 +47,6 @@ SPLIT_ERR = rule("data.seed.random_split_errors",
                  "[0, 1].", f"{DATASET}: random_split")
 
 
-def subset_batch_positions(m: int) -> list[int]:
-    """The positions torch_side asks a Subset of length m for in one __getitems__ call: every valid
-    position, last first, then the negative aliases (an unsorted batch, as a shuffled loader gives)."""
-    return list(range(m - 1, -1, -1)) + list(range(-1, -m - 1, -1))
-
-
 def dataset_rule(case) -> str:
     if case.kind == "concat":
         total = sum(case.sizes)
@@ -67,7 +62,8 @@ def dataset_rule(case) -> str:
             "kind_checks": DS_KIND}[case.kind]
 
 
-def dataset_outcome(case, device: str = "cpu"):
+def dataset_outcome(case, device: str = "cpu", positions: list | None = None):
+    """What run_dataset observes; ``positions`` (input data) are the Subset positions asked in one batch."""
     members = [[t * 100 + k for k in range(s)] for t, s in enumerate(case.sizes)]
     if case.kind == "concat":
         flat = [x for m in members for x in m]
@@ -89,7 +85,7 @@ def dataset_outcome(case, device: str = "cpu"):
         items = []
         for k in range(-len(idx) - 1, len(idx) + 1):
             items.append(base[idx[k]] if -len(idx) <= k < len(idx) else Raised("IndexError"))
-        ks = subset_batch_positions(len(idx))
+        ks = positions
         return {"len": len(idx), "items": items, "batch": [base[idx[k]] for k in ks],
                 "nested": [base[idx[k]] for k in ks]}
     if case.kind == "chain":
@@ -134,3 +130,9 @@ def random_split_outcome(case):
         parts.append(perm[start:start + length])
         start += length
     return {"parts": parts, "warnings": warnings, "next": g.random64()}
+
+
+def expectations(case, device: str = "cpu", positions: list | None = None) -> list[Expect]:
+    """A DatasetCase (``positions``: the Subset positions asked in one __getitems__ batch, input data for
+    a subset case): what the dataset yields, under the rule of its kind and index."""
+    return [Expect(dataset_rule(case), dataset_outcome(case, device, positions))]

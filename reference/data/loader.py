@@ -3,8 +3,9 @@
 Part of the data reference (see reference/data/__init__.py for its independence notes)."""
 from __future__ import annotations
 
+from conform.expect import Expect
+from conform.outcome import OneOf, Raised
 from conform.rules import rule
-from conform.outcome import Raised
 from reference.data.rng import DOC, LOADER
 
 
@@ -84,9 +85,8 @@ def loader_attr_outcome(case) -> dict:
     return {"context": context, "set": "ok"}
 
 
-def loader_args_outcome(case):
-    """(rule, expected) for a LoaderArgsCase: the first failing check in documented order, else the
-    defaults picked."""
+def construction_error(case):
+    """(rule, error) of the first failing construction check, in the documented order; None if none fails."""
     it, shuffle = case.iterable, case.shuffle
     if case.num_workers < 0:
         return L_WORKERS, Raised("ValueError", r"num_workers option should be non-negative")
@@ -108,37 +108,57 @@ def loader_args_outcome(case):
         return L_BATCH_SAMPLER, Raised("ValueError", r"batch_sampler option is mutually exclusive")
     if not case.batch_sampler and case.batch_size is None and case.drop_last:
         return L_NONE_DROP, Raised("ValueError", r"mutually exclusive with drop_last")
+    return None
+
+
+def loader_config(case) -> dict:
+    """What a DataLoader built from a valid LoaderArgsCase picks: sampler, batch sampler, batch_size,
+    drop_last, collate_fn and prefetch_factor, and with ``iterate`` its first batch."""
     batch_size, drop_last = (None, False) if case.batch_sampler else (case.batch_size, case.drop_last)
-    if it:
+    if case.iterable:
         sampler = "_InfiniteConstantSampler"
     elif case.sampler:
         sampler = "SequentialSampler"
     else:
-        sampler = "RandomSampler" if shuffle else "SequentialSampler"
+        sampler = "RandomSampler" if case.shuffle else "SequentialSampler"
     batching = case.batch_sampler or batch_size is not None
     out = {"sampler": sampler, "batch_sampler": "BatchSampler" if batching else None,
            "batch_size": batch_size, "drop_last": drop_last,
            "collate_fn": "default_collate" if batching else "default_convert",
            "prefetch_factor": (2 if case.prefetch_factor is None else case.prefetch_factor) if case.num_workers else None}
-    if it:
-        if case.declared_len is None:
-            out["len"] = Raised("TypeError")
-        elif batch_size is None:
-            out["len"] = case.declared_len
-        else:
-            out["len"] = case.declared_len // batch_size if drop_last else -(-case.declared_len // batch_size)
-        rule_id = L_LEN_ITER
-    else:
-        if case.batch_sampler:
-            out["len"] = -(-case.n // 2)
-        elif batch_size is None:
-            out["len"] = case.n
-        else:
-            out["len"] = case.n // batch_size if drop_last else -(-case.n // batch_size)
-        rule_id = L_LEN_MAP if not shuffle else L_DEFAULTS
     if case.iterate:
         out["first"] = _first_batch(case, batch_size, drop_last)
-    return rule_id, out
+    return out
+
+
+def loader_len(case):
+    """len(loader) of a valid LoaderArgsCase (an IterableDataset without __len__: TypeError)."""
+    batch_size, drop_last = (None, False) if case.batch_sampler else (case.batch_size, case.drop_last)
+    if case.iterable:
+        if case.declared_len is None:
+            return Raised("TypeError")
+        if batch_size is None:
+            return case.declared_len
+        return case.declared_len // batch_size if drop_last else -(-case.declared_len // batch_size)
+    if case.batch_sampler:
+        return -(-case.n // 2)
+    if batch_size is None:
+        return case.n
+    return case.n // batch_size if drop_last else -(-case.n // batch_size)
+
+
+NOT_BUILT = None  # run_loader_args' "len" where DataLoader refused to build (a question of L_DEFAULTS, not of len)
+
+
+def expectations(case) -> list[Expect]:
+    """A LoaderArgsCase: the first failing check's error, in the documented order; else the defaults picked
+    (L_DEFAULTS) and len(loader) under the map-style or iterable length rule.  Whether the loader is built
+    at all is the defaults' question, so the length rule holds of a built loader only."""
+    error = construction_error(case)
+    if error is not None:
+        return [Expect(error[0], error[1], key="config")]
+    return [Expect(L_DEFAULTS, loader_config(case), key="config"),
+            Expect(L_LEN_ITER if case.iterable else L_LEN_MAP, OneOf(loader_len(case), NOT_BUILT), key="len")]
 
 
 def _first_batch(case, batch_size, drop_last):
@@ -150,6 +170,19 @@ def _first_batch(case, batch_size, drop_last):
         return 0
     size = 2 if case.batch_sampler else batch_size
     return list(range(min(size, case.n)))
+
+
+def attr_expectations(case) -> list[Expect]:
+    """A LoaderAttrCase: the start method kept (or the error), then, for a built loader, the assignment."""
+    expected = loader_attr_outcome(case)
+    out = [Expect(L_MP_CONTEXT, expected["context"], key="context")]
+    if "set" in expected:
+        out.append(Expect(L_FROZEN, expected["set"], key="set"))
+    return out
+
+
+def len_warning_expectations(case) -> list[Expect]:
+    return [Expect(L_LEN_WARN, iterable_len_warning_outcome(case))]
 
 
 def iterable_len_warning_outcome(case) -> dict:

@@ -4,8 +4,10 @@ Part of the data reference (see reference/data/__init__.py for its independence 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import random
 
+from conform.expect import Expect
 from conform.rules import rule
 
 
@@ -98,3 +100,17 @@ def rng_outcome(case) -> dict:
     else:
         out = g.multinomial_replacement(case.weights, case.size)
     return {"out": out, "next": g.random64()}
+
+
+RULE_OF_OP = {"randperm": RNG_RANDPERM, "randint": RNG_RANDINT, "random64": RNG_RANDOM64,
+              "multinomial": RNG_MULTINOMIAL}
+
+
+def expectations(case) -> list[Expect]:
+    """An RngCase: the op's draws and the generator's next draw, under the op's rule."""
+    return [Expect(RULE_OF_OP[case.op], rng_outcome(case))]
+
+
+def seed_expectations(case) -> list[Expect]:
+    """An RngCase whose seed may exceed 32 bits: the stream of the seed's low 32 bits."""
+    return [Expect(RNG_SEED, rng_outcome(dataclasses.replace(case, seed=case.seed & M32)))]

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import math
 
-from conform.rules import rule
+from conform.expect import Expect
 from conform.outcome import Raised
+from conform.rules import rule
 from reference.data.rng import SAMPLER, global_seed, MT
 
 
@@ -159,7 +160,7 @@ def distributed_indices(n: int, replicas: int, rank: int, shuffle: bool, seed: i
 
 
 def sampler_outcome(case):
-    """{"len", "passes", "next"} or Raised, mirroring suite.data.torch_side.torch_sampler."""
+    """{"len", "passes", "next"} or Raised, what suite.data.torch_side.samplers.run_sampler observes."""
     glob = MT(global_seed(case.seed))
     g = MT(case.seed) if case.use_generator else None
     stream = g if g is not None else glob
@@ -237,3 +238,30 @@ def sampler_outcome(case):
 def distributed_all_ranks(case) -> list[list[int]]:
     return [distributed_indices(case.n, case.num_replicas, r, case.shuffle, case.dist_seed, case.epochs[0],
                                 bool(case.drop_last))[0] for r in range(case.num_replicas)]
+
+
+# The length rule of each sampler kind (the others state their length in their ordering rule).
+LEN_RULES = {"random": RS_LEN, "batch": B_LEN, "distributed": D_LEN, "weighted": W_LEN}
+
+
+def expectations(case) -> list[Expect]:
+    """A SamplerCase: a validation error under the rule that raises it, else the passes under the ordering
+    rule, the length under the kind's length rule, and the stream's next draw under the rule saying how
+    much a pass consumes (RandomSampler: its consumption rule, or the global-seed rule without a generator)."""
+    expected = sampler_outcome(case)
+    ordering = sampler_rule(case)
+    if isinstance(expected, Raised):
+        return [Expect(ordering, expected)]
+    consume = ordering
+    if case.kind == "random" and ordering != RS_VALID:
+        consume = RS_CONSUME if case.use_generator else RS_GLOBAL
+    return [Expect(ordering, expected["passes"], key="passes"),
+            Expect(LEN_RULES.get(case.kind, ordering), expected["len"], key="len"),
+            Expect(consume, expected["next"], key="next")]
+
+
+def stride_expectations(case) -> list[Expect]:
+    """A DistributedSampler with a valid rank: every rank's indices of the first epoch, together."""
+    if case.kind != "distributed" or not 0 <= case.rank < case.num_replicas:
+        return []
+    return [Expect(D_STRIDE, distributed_all_ranks(case))]

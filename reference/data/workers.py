@@ -1,19 +1,23 @@
-"""The multi-worker protocol, seeding, persistent workers, iterable datasets, faults.
+"""The multi-worker protocol for map-style datasets, seeding, persistent workers, faults.
 
-Part of the data reference (see reference/data/__init__.py for its independence notes)."""
+Part of the data reference (see reference/data/__init__.py for its independence notes).  The
+torch side observes one run of a LoaderCase whole (suite/data/torch_side/workers.py: run_loader);
+each family of checks below says which part of that observation each rule is about."""
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 from dataclasses import dataclass
 
 import numpy as np
 
+from conform.expect import Expect
+from conform.outcome import Raised
 from conform.rules import rule
 from reference.versions import since
-from conform.outcome import Raised
+from reference.data.collate import C_CUSTOM_FN
 from reference.data.rng import DOC, LOADER, WORKER, M32, global_seed, MT
-from suite.data.torch_side import HANG_TIMEOUT
 
 
 W_DISPATCH = rule("data.workers.dispatch_round_robin",
@@ -41,21 +45,6 @@ W_UNORDERED_DISPATCH = rule("data.workers.unordered_capacity_dispatch",
                             "2.6 every batch goes to the next worker of the cycle, as with in_order=True).",
                             f"{LOADER}: _MultiProcessingDataLoaderIter._try_put_index (distribute work to a worker "
                             "if it has capacity), _process_data; pytorch/pytorch#142324 (2.7)")
-I_REPLICA = rule("data.iterable.replicas",
-                 "Each worker iterates its own replica of an IterableDataset: without sharding every item appears "
-                 "once per worker.", f"{DOC}#torch.utils.data.IterableDataset")
-I_ROUND_ROBIN = rule("data.iterable.round_robin",
-                     "Batches of an IterableDataset interleave round-robin over workers 0..W-1, skipping workers "
-                     "that are exhausted.", f"{LOADER}: _MultiProcessingDataLoaderIter._next_data")
-I_DROP_LAST = rule("data.iterable.drop_last_per_worker",
-                   "With an IterableDataset, batches are cut per worker; drop_last drops each worker's own short "
-                   "final batch.", f"{DOC}#torch.utils.data.IterableDataset; torch/utils/data/_utils/fetch.py")
-I_INFO = rule("data.iterable.worker_info",
-              "Inside a worker get_worker_info() has id, num_workers, seed = base_seed + id and dataset = this "
-              "worker's copy; in the main process it is None.", f"{WORKER}: get_worker_info")
-I_SHARD = rule("data.iterable.sharding",
-               "Splitting an IterableDataset by worker_info.id/num_workers yields every item exactly once.",
-               f"{DOC}#torch.utils.data.IterableDataset (example 1)")
 S_BASE = rule("data.seed.base_seed_draw",
               "Each iterator (each epoch without persistent workers) draws one int64 base seed from the loader's "
               "generator (the global RNG when None) before the sampler draws anything.",
@@ -114,7 +103,7 @@ class Proc:
     token: int = -1
 
     def draw(self) -> tuple:
-        # order matches torch_side._worker_draws: torch int64, random 32 bits, numpy int < 2**31
+        # order matches suite.data.torch_side.probes.worker_draws: torch int64, random 32 bits, numpy int < 2**31
         return (self.wid, self.initial_seed, self.torch_mt.random64(), self.py.getrandbits(32),
                 int(self.np_rs.randint(0, 2**31)))
 
@@ -123,7 +112,7 @@ def worker_proc(base_seed: int, wid: int, init_fn: bool) -> Proc:
     seed = base_seed + wid
     p = Proc(wid, seed, MT(seed), random.Random(seed), np.random.RandomState(np_worker_state(base_seed, wid)))
     if init_fn:
-        p.token = p.torch_mt.random64() ^ wid  # torch_side.init_token_fn
+        p.token = p.torch_mt.random64() ^ wid  # suite.data.torch_side.probes.init_token_fn
     return p
 
 
@@ -148,7 +137,7 @@ def _epoch_order(case, stream: MT) -> list[int]:
 
 
 def loader_outcome(case, observed=None) -> dict:
-    """Exactly what torch_side.torch_loader observes for a map-style LoaderCase.
+    """{"epochs", "next", "leftover"}: what run_loader observes of a map-style LoaderCase.
 
     For in_order=False the dispatch is timing-dependent, so ``observed`` (per epoch, the
     first sample index and worker id of each yielded batch) is taken as an input: the
@@ -206,7 +195,7 @@ def _fetch_in_workers(batches, assign, procs, case, window) -> list:
             out.append(Raised("ReorderBound", f"batch {s} yielded at position {p} > bound {p + window - 1}"))
             continue
         if s == bad_batch:
-            out.append(fault_outcome(case.fault[1], w))
+            out.append(fault_outcome(case, w))
             break
         proc = procs[w]
         out.append(_wrap(case, [[i] + list(proc.draw()) + [proc.token] for i in batches[s]], w))
@@ -274,56 +263,15 @@ def unordered_workers_outcome(case, observed) -> list[list[int]]:
     return out
 
 
-def fault_outcome(kind: str, wid: int) -> Raised:
+def fault_outcome(case, wid: int) -> Raised:
+    kind = case.fault[1]
     if kind == "kill":
         return Raised("RuntimeError", r"DataLoader worker \(pid(\(s\))? [\d, ]+\) (exited unexpectedly|is killed by "
                                       r"signal)")
     if kind == "hang":
         # the timeout the Case configures (an input): the message names that value
-        return Raised("RuntimeError", rf"DataLoader timed out after {re.escape(str(HANG_TIMEOUT))} seconds")
+        return Raised("RuntimeError", rf"DataLoader timed out after {re.escape(str(case.timeout))} seconds")
     return Raised(kind, rf"Caught {kind} in DataLoader worker process {wid}\.")
-
-
-def iterable_outcome(case) -> dict:
-    """IterableDataset over W workers: per-worker replicas (or shards), per-worker batching,
-    round-robin interleaving that skips exhausted workers."""
-    stream = MT(case.seed) if case.use_generator else MT(global_seed(case.seed))
-    W = case.num_workers
-    epochs = []
-    base = None
-    for _ in range(case.epochs):
-        if base is None or not case.persistent:
-            base = stream.random64()
-        if W == 0:
-            items = list(range(case.lengths[0]))
-            streams = [[[k, -1, None] for k in items]]
-        else:
-            streams = []
-            for w in range(W):
-                items = list(range(case.lengths[0]))[w::W] if case.shard else list(range(case.lengths[w]))
-                fields = [W, base + w, "IterProbe", True]
-                streams.append([[k, w, fields] for k in items])
-        per_worker = [_iter_batches(s, case) for s in streams]
-        out = []
-        cursors = [0] * len(per_worker)
-        while any(c < len(b) for c, b in zip(cursors, per_worker)):
-            for w, b in enumerate(per_worker):
-                if cursors[w] < len(b):
-                    out.append(b[cursors[w]])
-                    cursors[w] += 1
-        epochs.append(out)
-    return {"epochs": epochs, "next": stream.random64(), "leftover": 0}
-
-
-def _iter_batches(items, case):
-    """Batches one worker produces: raw sample lists through list_collate, or single converted
-    samples when batch_size is None."""
-    if case.batch_size is None:
-        return [[x] for x in items]
-    out = [items[i:i + case.batch_size] for i in range(0, len(items), case.batch_size)]
-    if case.drop_last and out and len(out[-1]) < case.batch_size:
-        out.pop()
-    return [{"samples": b, "collated_by": b[0][1]} for b in out]
 
 
 def prefetch_outcome(case) -> list[list[int]]:
@@ -338,3 +286,79 @@ def prefetch_outcome(case) -> list[list[int]]:
         sent = min(window + consumed, len(batches))
         seen.append([sent, sum(len(b) for b in batches[:sent])])
     return seen
+
+
+# ---------------------------------------------------------------- expectations, one function per family of checks
+NO_STRAY = 0  # F_STRAY: worker processes alive after the epochs and the shutdown
+# Each sample row's columns (suite.data.torch_side.probes.MapProbe) and the rule each one is about, by the key
+# of the observation that holds that column; column 0, the index, belongs to the ordering rules.
+COLUMN_RULES = (("indices", None), ("workers", W_DISPATCH), ("initial_seeds", S_WORKER), ("torch_draws", S_TORCH),
+                ("python_draws", S_PY), ("numpy_draws", S_NP), ("init_tokens", S_INIT))
+
+
+def _samples(batch) -> list:
+    return batch["samples"] if isinstance(batch, dict) else batch
+
+
+def column(epochs: list, k: int) -> list:
+    """Per epoch, per batch: column ``k`` of the sample rows; errors kept as they are."""
+    return [[b if isinstance(b, Raised) else [row[k] for row in _samples(b)] for b in batches] for batches in epochs]
+
+
+def in_order_expectations(case) -> list[Expect]:
+    """A map-style loader with workers and in_order=True: the batches equal the single-process ones, every
+    column of every sample is predicted, then the generator's next draw and no stray worker."""
+    expected = loader_outcome(case)
+    single = loader_outcome(dataclasses.replace(case, num_workers=0, prefetch_factor=None))
+    out = [Expect(W_IN_ORDER, column(single["epochs"], 0), key="indices")]
+    if case.collate == "list":
+        out.append(Expect(C_CUSTOM_FN, expected["epochs"], key="epochs"))
+    out += [Expect(rule_id, column(expected["epochs"], k), key=key)
+            for k, (key, rule_id) in enumerate(COLUMN_RULES) if rule_id is not None]
+    return out + [Expect(S_BASE, expected["next"], key="next"), Expect(F_STRAY, NO_STRAY, key="leftover")]
+
+
+def single_process_expectations(case) -> list[Expect]:
+    """num_workers=0: the batches, the main stream's next draw, and no worker process."""
+    expected = loader_outcome(case)
+    return [Expect(S_MAIN, expected["epochs"], key="epochs"), Expect(S_MAIN, expected["next"], key="next"),
+            Expect(S_MAIN, NO_STRAY, key="leftover")]
+
+
+def persistent_expectations(case) -> list[Expect]:
+    """persistent_workers over several epochs: the batches and the base seed drawn once."""
+    expected = loader_outcome(case)
+    return [Expect(S_PERSIST, expected["epochs"], key="epochs"), Expect(S_PERSIST, expected["next"], key="next"),
+            Expect(F_STRAY, NO_STRAY, key="leftover")]
+
+
+def fault_rule(case) -> str:
+    """The rule a faulty LoaderCase is about: a failing worker_init_fn, else the kind of its sample's fault."""
+    if case.init_fail >= 0:
+        return F_INIT
+    return {"kill": F_KILL, "hang": F_TIMEOUT}.get(case.fault[1], F_EXC)
+
+
+def fault_expectations(case) -> list[Expect]:
+    """A fault in a worker: the batches up to the error (a failing index dropped by drop_last is never
+    fetched: the epoch completes normally), then no stray worker."""
+    return [Expect(fault_rule(case), loader_outcome(case)["epochs"], key="epochs"),
+            Expect(F_STRAY, NO_STRAY, key="leftover")]
+
+
+def unordered_expectations(case) -> list[Expect]:
+    """in_order=False: every batch of the sampler exactly once (order-free)."""
+    once = [sorted(epoch) for epoch in column(loader_outcome(case)["epochs"], 0)]
+    return [Expect(W_UNORDERED_ONCE, once, key="sorted_batches")]
+
+
+def scheduled_expectations(case, schedule: list) -> list[Expect]:
+    """in_order=False, given the observed dispatch (per epoch, (first sample index, worker id) of each
+    yielded batch, an input here): the reordering bound with the contents and draws each batch must have,
+    and which worker each batch went to, following from the order the results were received in."""
+    return [Expect(W_UNORDERED_BOUND, loader_outcome(case, observed=schedule)["epochs"], key="epochs"),
+            Expect(W_UNORDERED_DISPATCH, unordered_workers_outcome(case, schedule), key="unordered_workers")]
+
+
+def prefetch_expectations(case) -> list[Expect]:
+    return [Expect(W_PREFETCH, prefetch_outcome(case))]

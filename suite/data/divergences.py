@@ -5,22 +5,65 @@ the oldest release measured, wherever the repro already reproduces there."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
+import torch
 
-from reference import data as R
+from conform.outcome import OneOf, Raised
+from reference.data import collate as collate_ref
+from reference.data import datasets as datasets_ref
+from reference.data import loader as loader_ref
+from reference.data import samplers as samplers_ref
+from reference.data.rng import global_seed
 from reference.versions import since
-from conform.outcome import Raised
-from suite.data.torch_side import (CollateCase, DatasetCase, LoaderArgsCase, SamplerCase, make_batch,
-                                   sampler_passes, torch_collate, torch_dataset, torch_iterable_len_warning,
-                                   torch_loader_args, torch_sampler)
+from suite.data.cases import CollateCase, DatasetCase, LoaderArgsCase, SamplerCase, make_batch
+from suite.data.torch_side.collate import run_collate
+from suite.data.torch_side.datasets import run_dataset
+from suite.data.torch_side.loader import run_iterable_len_warning, run_loader_args
+from suite.data.torch_side.rng import u64
+from suite.data.torch_side.samplers import run_sampler
 from suite.divergences import Divergence
+
+# One family per Case type: the reference's expectations and the torch-side runner the area's tests use.
+_sampler_entry = functools.partial(Divergence, case_type=SamplerCase, run=run_sampler,
+                                   expect=lambda case, device: samplers_ref.expectations(case))
+_loader_args_entry = functools.partial(Divergence, case_type=LoaderArgsCase, run=run_loader_args,
+                                       expect=lambda case, device: loader_ref.expectations(case))
+_len_warning_entry = functools.partial(Divergence, case_type=LoaderArgsCase, run=run_iterable_len_warning,
+                                       expect=lambda case, device: loader_ref.len_warning_expectations(case))
+_collate_entry = functools.partial(Divergence, case_type=CollateCase, run=run_collate,
+                                   expect=lambda case, device: collate_ref.expectations(case, make_batch(case, device)))
+_dataset_entry = functools.partial(Divergence, case_type=DatasetCase, run=run_dataset,
+                                   expect=lambda case, device: datasets_ref.expectations(case, device))
 
 
 def _weighted_short_of_nonzero(case) -> bool:
     positive = sum(1 for w in case.weights if w > 0)
     return (case.kind == "weighted" and case.replacement is False and isinstance(case.num_samples, int)
             and not isinstance(case.num_samples, bool) and positive < case.num_samples <= len(case.weights))
+
+
+def _weighted_race_as_built(case) -> dict:
+    """torch as built: every pass runs the exponential race over all the weights and never raises; the
+    zero weights' keys w/Exp(1) tie at 0 behind every positive one, in an order topk leaves unspecified (so
+    each such position is any zero-weight index).  The Exp(1) noise comes from a generator in the
+    sampler's state (the same primitive the reference uses)."""
+    g = torch.Generator().manual_seed(case.seed if case.use_generator else global_seed(case.seed))
+    zeros = [j for j, w in enumerate(case.weights) if w == 0]
+    passes = []
+    for _ in range(case.passes):
+        noise = torch.empty(len(case.weights), dtype=torch.float64).exponential_(1, generator=g).tolist()
+        keys = {j: w / e for j, (w, e) in enumerate(zip(case.weights, noise)) if w > 0}
+        ranked = sorted(keys, key=lambda j: -keys[j])
+        passes.append(ranked + [OneOf(*zeros)] * (case.num_samples - len(ranked)))
+    return {"passes": passes, "next": u64(g)}
+
+
+def _weighted_zero_torch(case, expected):
+    # W_ZERO is about two parts of the sampler's outcome: the passes (a list) and the stream's next draw
+    as_built = _weighted_race_as_built(case)
+    return as_built["passes"] if isinstance(expected, list) else as_built["next"]
 
 
 def _random_num_samples_true(case) -> bool:
@@ -34,9 +77,11 @@ def _prefetch_zero(case) -> bool:
 def _prefetch_zero_torch(case, expected):
     # torch accepts 0 at construction (only negatives are rejected), so every later check and the
     # defaults apply as for a valid prefetch_factor; iterating then fails an internal assertion.
-    _, out = R.loader_args_outcome(dataclasses.replace(case, prefetch_factor=1, iterate=False))
-    if isinstance(out, Raised):
-        return out
+    valid = dataclasses.replace(case, prefetch_factor=1, iterate=False)
+    error = loader_ref.construction_error(valid)
+    if error is not None:
+        return error[1]
+    out = loader_ref.loader_config(valid)
     out["prefetch_factor"] = 0
     if case.iterate:
         # a bare `assert self._prefetch_factor > 0` (empty message) up to torch 2.9; from 2.10 an explicit
@@ -54,7 +99,7 @@ def _tensor_sizes_unchecked_torch(case, expected):
     # the check never fires: len is the first tensor's size, and item i indexes every tensor
     if any(case.index >= size for size in case.sizes):
         return Raised("IndexError", r"out of bounds")
-    return R.dataset_outcome(dataclasses.replace(case, sizes=(case.sizes[0],) * len(case.sizes)), "cpu")
+    return datasets_ref.dataset_outcome(dataclasses.replace(case, sizes=(case.sizes[0],) * len(case.sizes)), "cpu")
 
 
 NUMPY_BOOL_ERROR = r"'numpy\.bool' object cannot be interpreted as an integer"
@@ -112,11 +157,11 @@ def _numpy_bool_reached(case) -> bool:
 
 def _shuffle_empty(case) -> bool:
     return (not case.iterable and case.n == 0 and bool(case.shuffle) and not case.sampler
-            and not isinstance(R.loader_args_outcome(case)[1], Raised))
+            and loader_ref.construction_error(case) is None)
 
 
 def _batched_len_warning(case) -> bool:
-    expected = R.iterable_len_warning_outcome(case)
+    expected = loader_ref.iterable_len_warning_outcome(case)
     return case.batch_size not in (None, 1) and bool(expected["warned_at"])
 
 
@@ -128,41 +173,36 @@ def _batched_len_warning_torch(case, expected):
 
 
 DIVERGENCES = [
-    Divergence(
+    _sampler_entry(
         id="data-weighted-zero-weight-drawn",
-        rule=R.W_ZERO,
+        rule=samplers_ref.W_ZERO,
         torch=">=2.4",
         reason="WeightedRandomSampler(replacement=False) asked for more samples than there are non-zero weights "
                "returns zero-weight indices instead of raising; which zero-weight indices (ties in topk of keys "
-               "w/Exp(1) = 0) is unspecified, so any deviation within `when` is accepted",
+               "w/Exp(1) = 0) is unspecified: each such position may be any zero-weight index",
         evidence="https://github.com/pytorch/pytorch/issues/48841 , https://github.com/pytorch/pytorch/issues/50034 "
                  "(torch.multinomial docs: num_samples must be lower than the number of non-zero elements); "
                  "aten/src/ATen/native/Distributions.cpp multinomial only checks n_sample <= n_categories",
         when=_weighted_short_of_nonzero,
-        torch_does=None,
+        torch_does=_weighted_zero_torch,
         repro=SamplerCase(kind="weighted", n=3, seed=0, weights=(1.0, 0.0, 2.0), num_samples=3, replacement=False),
-        reference_fn=lambda case: R.sampler_outcome(case)["passes"] if not isinstance(R.sampler_outcome(case), Raised)
-        else R.sampler_outcome(case),
-        torch_fn=sampler_passes,
     ),
-    Divergence(
+    _sampler_entry(
         id="data-random-sampler-num-samples-bool",
         arguable=True,  # shared/research/registry-audit.md: bool is an int in Python; a consistency nit
-        rule=R.RS_VALID,
+        rule=samplers_ref.RS_VALID,
         torch=">=2.4",
         reason="RandomSampler accepts num_samples=True as 1 (isinstance(True, int)), while WeightedRandomSampler "
                "and BatchSampler reject bools for the same kind of argument with ValueError",
         evidence="torch/utils/data/sampler.py: RandomSampler.__init__ checks isinstance(num_samples, int) only; "
                  "WeightedRandomSampler.__init__ and BatchSampler.__init__ add `or isinstance(x, bool)`",
         when=_random_num_samples_true,
-        torch_does=lambda case, expected: R.sampler_outcome(dataclasses.replace(case, num_samples=1)),
+        torch_does=lambda case, expected: samplers_ref.sampler_outcome(dataclasses.replace(case, num_samples=1)),
         repro=SamplerCase(kind="random", n=4, seed=1, num_samples=True),
-        reference_fn=R.sampler_outcome,
-        torch_fn=torch_sampler,
     ),
-    Divergence(
+    _loader_args_entry(
         id="data-prefetch-factor-zero",
-        rule=R.L_PREFETCH_POS,
+        rule=loader_ref.L_PREFETCH_POS,
         torch=">=2.4",
         reason="prefetch_factor=0 with num_workers>0 passes DataLoader's check (only negatives are rejected) and "
                "fails later, at iter(), with AssertionError('prefetch_factor must be greater than 0 for "
@@ -176,12 +216,10 @@ DIVERGENCES = [
         when=_prefetch_zero,
         torch_does=_prefetch_zero_torch,
         repro=LoaderArgsCase(iterable=False, n=4, num_workers=2, prefetch_factor=0, iterate=True),
-        reference_fn=lambda case: R.loader_args_outcome(case)[1],
-        torch_fn=torch_loader_args,
     ),
-    Divergence(
+    _len_warning_entry(
         id="data-iterable-len-warning-counts-batches-against-samples",
-        rule=R.L_LEN_WARN,
+        rule=loader_ref.L_LEN_WARN,
         torch=">=2.4",
         reason="With batch_size > 1 the 'Length of IterableDataset ... samples have been fetched' warning compares "
                "the number of batches yielded with len(dataset) (a sample count) instead of len(loader): an "
@@ -192,13 +230,11 @@ DIVERGENCES = [
         when=_batched_len_warning,
         torch_does=_batched_len_warning_torch,
         repro=LoaderArgsCase(iterable=True, n=10, batch_size=2, declared_len=4),
-        reference_fn=R.iterable_len_warning_outcome,
-        torch_fn=torch_iterable_len_warning,
     ),
-    Divergence(
+    _loader_args_entry(
         id="data-shuffle-empty-map-dataset",
         arguable=True,  # shared/research/registry-audit.md: RandomSampler's positivity check is deliberate and doubles as an empty-dataset guard
-        rule=R.L_DEFAULTS,
+        rule=loader_ref.L_DEFAULTS,
         torch=">=2.4",
         reason="DataLoader(empty map-style dataset, shuffle=True) raises ValueError('num_samples should be a "
                "positive integer value, but got num_samples=0') at construction -- an argument the caller never "
@@ -211,13 +247,12 @@ DIVERGENCES = [
         torch_does=lambda case, expected: Raised("ValueError", r"num_samples should be a positive integer value, "
                                                                r"but got num_samples=0"),
         repro=LoaderArgsCase(iterable=False, n=0, shuffle=True),
-        reference_fn=lambda case: R.loader_args_outcome(case)[1],
-        torch_fn=torch_loader_args,
     ),
-    Divergence(
+    _collate_entry(
         id="data-collate-numpy-bool-scalar",
-        rule=R.C_NPSCALAR,
-        also_rules=(R.C_CUSTOM_MAP, R.C_CONVERT, R.C_WORKER, R.C_MAP, R.C_NT, R.C_SEQ),
+        rule=collate_ref.C_NPSCALAR,
+        also_rules=(collate_ref.C_CUSTOM_MAP, collate_ref.C_CONVERT, collate_ref.C_WORKER, collate_ref.C_MAP,
+                    collate_ref.C_NT, collate_ref.C_SEQ),
         torch=">=2.4,<2.9",
         reason="default_collate, collate(collate_fn_map=...) and default_convert (batch_size=None) raise "
                "TypeError(\"'numpy.bool' object cannot be interpreted as an integer\") for numpy bool scalars "
@@ -232,12 +267,10 @@ DIVERGENCES = [
         when=_numpy_bool_reached,
         torch_does=lambda case, expected: Raised("TypeError", NUMPY_BOOL_ERROR),
         repro=CollateCase(spec=("npscalar", "bool_"), batch=3, seed=1),
-        reference_fn=lambda case: R.collate_outcome(case, make_batch(case, "cpu")),
-        torch_fn=torch_collate,
     ),
-    Divergence(
+    _dataset_entry(
         id="data-tensor-dataset-size-check-never-fires",
-        rule=R.DS_TENSOR,
+        rule=datasets_ref.DS_TENSOR,
         torch=">=2.10,<2.11",
         devices=("cpu",),  # measured on CPU; torch_does cannot name another device's tensors
         reason="TensorDataset accepts tensors whose first dimensions differ: the size check became "
@@ -250,7 +283,5 @@ DIVERGENCES = [
         when=_tensor_sizes_differ,
         torch_does=_tensor_sizes_unchecked_torch,
         repro=DatasetCase("tensor", sizes=(2, 1), index=0),
-        reference_fn=lambda case: R.dataset_outcome(case, "cpu"),
-        torch_fn=torch_dataset,
     ),
 ]

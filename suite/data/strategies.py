@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from suite.data.torch_side import (CollateCase, DatasetCase, LoaderArgsCase, LoaderCase, RngCase, SamplerCase)
+from suite.data.cases import (CollateCase, DatasetCase, LoaderArgsCase, LoaderAttrCase, LoaderCase, RngCase,
+                              SamplerCase)
 
 seeds = st.integers(0, 2**64 - 1)
 small_seeds = st.integers(0, 2**31 - 1)
@@ -78,6 +79,27 @@ def loader_args_cases(draw):
         prefetch_factor=draw(st.sampled_from([None, None, 1, 2, 0, -1])),
         persistent_workers=draw(st.booleans()), timeout=draw(st.sampled_from([0.0, 0.0, 1.0, -1.0])),
         declared_len=draw(st.one_of(st.none(), st.integers(0, 12))))
+
+
+@st.composite
+def len_warning_cases(draw):
+    """An iterable dataset yielding ``n`` items whose __len__ says ``declared_len``."""
+    declared = draw(st.integers(0, 8))
+    case = LoaderArgsCase(iterable=True, n=draw(st.integers(0, 14)), batch_size=draw(st.sampled_from([None, 1, 2, 3])),
+                          drop_last=draw(st.booleans()), declared_len=declared)
+    if case.batch_size is None and case.drop_last:  # a construction error, covered by loader_args_cases
+        case = LoaderArgsCase(**{**case.__dict__, "drop_last": False})
+    return case
+
+
+# the attributes frozen after construction, then some that may be assigned
+ATTRS = ("batch_size", "batch_sampler", "sampler", "drop_last", "dataset", "persistent_workers", "num_workers",
+         "timeout", "collate_fn", "worker_init_fn", "generator")
+CONTEXTS = ("none", "fork", "spawn", "forkserver", "bogus", "spawn_context", "object")
+
+
+def loader_attr_cases():
+    return st.builds(LoaderAttrCase, st.sampled_from([0, 1]), st.sampled_from(CONTEXTS), st.sampled_from(ATTRS))
 
 
 def _leaf():
@@ -165,6 +187,14 @@ def loader_cases(draw, workers=st.integers(1, 3), **fixed):
 
 
 @st.composite
+def exception_cases(draw):
+    """A map-style LoaderCase whose sample at a drawn index raises a drawn exception type in its worker."""
+    case = draw(loader_cases(shuffle=False, n=st.integers(2, 12)))
+    kind = draw(st.sampled_from(["ValueError", "KeyError", "ZeroDivisionError"]))
+    return type(case)(**{**case.__dict__, "fault": (draw(st.integers(0, case.n - 1)), kind)})
+
+
+@st.composite
 def iterable_cases(draw, **fixed):
     workers = draw(st.integers(0, 3))
     shard = draw(st.booleans())
@@ -179,4 +209,6 @@ def iterable_cases(draw, **fixed):
     fields.update({k: draw(v) if isinstance(v, st.SearchStrategy) else v for k, v in fixed.items()})
     if fields["batch_size"] is None:
         fields["drop_last"] = False
+    if fields["num_workers"] == 0:
+        fields["persistent"] = False  # persistent_workers needs workers (a construction error, covered elsewhere)
     return LoaderCase(**fields)

@@ -2,9 +2,10 @@
 import pytest
 from hypothesis import example, given, settings
 
-from reference import data as R
+from reference.data import collate as ref
+from suite.data.cases import CollateCase, make_batch
 from suite.data.strategies import collate_cases
-from suite.data.torch_side import CollateCase, make_batch, torch_collate
+from suite.data.torch_side.collate import run_collate
 
 # One explicit example per element type, so every rule is reached in every profile.
 EXAMPLE_SPECS = [("tensor", "float32", (2,)), ("ndarray", "int16", (2, 1)), ("ndarray", "<U3", (2,)),
@@ -21,15 +22,14 @@ def with_examples(mode):
         return fn
     return deco
 
-COLLATE_RULES = (R.C_SPARSE, R.C_TENSOR, R.C_NDARRAY, R.C_NPSCALAR, R.C_NUMBER, R.C_FIRST, R.C_STR, R.C_MAP, R.C_NT, R.C_SEQ,
-                 R.C_RAGGED, R.C_UNSUPPORTED)
+
+COLLATE_RULES = (ref.C_SPARSE, ref.C_TENSOR, ref.C_NDARRAY, ref.C_NPSCALAR, ref.C_NUMBER, ref.C_FIRST, ref.C_STR,
+                 ref.C_MAP, ref.C_NT, ref.C_SEQ, ref.C_RAGGED, ref.C_UNSUPPORTED)
 
 
 def _check(conform, case, device):
     # make_batch is input generation (not under test); the reference only reads the inputs
-    expected = R.collate_outcome(case, make_batch(case, device))
-    conform.check(R.collate_rule(case.spec, case.mode), case, expected, torch_collate(case, device),
-                  torch_fn=torch_collate)
+    conform.check(case, ref.expectations(case, make_batch(case, device)), run=run_collate)
 
 
 @pytest.mark.rules(*COLLATE_RULES)
@@ -41,14 +41,14 @@ def test_default_collate(conform, device, case):
     _check(conform, case, device)
 
 
-@pytest.mark.rules(R.C_CUSTOM_MAP)
+@pytest.mark.rules(ref.C_CUSTOM_MAP)
 @with_examples("custom_map")
 @given(case=collate_cases("custom_map"))
 def test_collate_fn_map(conform, device, case):
     _check(conform, case, device)
 
 
-@pytest.mark.rules(R.C_CONVERT)
+@pytest.mark.rules(ref.C_CONVERT)
 @with_examples("convert")
 @given(case=collate_cases("convert"))
 def test_default_convert(conform, device, case):
@@ -56,7 +56,7 @@ def test_default_convert(conform, device, case):
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.rules(R.C_WORKER)
+@pytest.mark.rules(ref.C_WORKER)
 @settings(max_examples=min(8, settings.default.max_examples))
 @example(case=CollateCase(spec=("tensor", "float32", (2,)), batch=3, seed=1, mode="worker"))
 @example(case=CollateCase(spec=("map", "dict", (("t", ("tensor", "int64", (1, 2))), ("n", ("int",)))), batch=2, seed=2,
