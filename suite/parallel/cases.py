@@ -9,12 +9,15 @@ An input or output *structure* is a nested tuple ("tree"):
 - ``("map", typename, ((key, child), ...))``: ``typename`` is ``dict``, ``OrderedDict``, ``MyDict`` (a plain
   dict subclass) or ``defaultdict``.
 
-Both sides encode an *outcome* in the same plain form (see ``suite/parallel/torch_side.py: encode``):
+Both sides encode an *outcome* in the same plain form (see ``suite/parallel/torch_side/common.py: encode``):
 
 - ``("T", dtype, array)``; ``("None",)``; ``("int", v)``; ``("str", v)``; ``("obj", label, same)``;
 - ``("seq", typename, same, [children])``; ``("map", typename, same, [[key, child], ...])``;
 
 where ``same`` says whether the object *is* the input object (passed by reference).
+
+The input generation below (pure numpy) is what both sides use: the torch side builds its tensors from it,
+and the tests hand it to the reference (``reference/parallel`` never imports this module).
 
 This module imports only numpy and the standard library: the repro writer embeds it.
 """
@@ -42,6 +45,12 @@ def buffer_leaf(module_index: int, buffer_index: int) -> int:
     return 100 * module_index + 50 + buffer_index
 
 
+def replicate_values(module_index: int, kind: str, index: int, size: int) -> np.ndarray:
+    """Values of parameter (``kind`` "p") or buffer ("b") ``index`` of module ``module_index`` in replicate cases."""
+    leaf = param_leaf(module_index, index) if kind == "p" else buffer_leaf(module_index, index)
+    return leaf_values(leaf, (size,))
+
+
 def apply_input(i: int, rows: int) -> np.ndarray:
     """Replica i's input in parallel_apply cases: small integers, so every result is exact in float32."""
     return leaf_values(i, (rows,)) % 7
@@ -61,6 +70,14 @@ def affine_input(batch: int, features: int, seed: int = 0) -> np.ndarray:
 def loss_weights(batch: int) -> np.ndarray:
     """The backward test's loss is sum(output * loss_weights)."""
     return (leaf_values(9, (batch, 3)) % 3) - 1
+
+
+def dp_inputs(case) -> dict:
+    """A DataParallel case's arrays (FallbackCase or DPCase): the Affine module's weight and bias, the input x
+    and the loss weights g."""
+    weight, bias = affine_params(case.features)
+    return {"weight": weight, "bias": bias, "x": affine_input(case.batch, case.features, getattr(case, "seed", 0)),
+            "g": loss_weights(case.batch)}
 
 
 @dataclass(frozen=True)
@@ -171,12 +188,3 @@ def replicate_view(outcome: dict, view: str) -> dict:
     if view == "is_replica":
         out["original"] = outcome["original"]  # untouched: the whole encoding, tensors included
     return out
-
-
-def apply_view(outcome, view: str):
-    """parallel_apply outputs without ("values") or with only ("grad") their requires_grad flags."""
-    if not isinstance(outcome, list):
-        return outcome
-    if view == "values":
-        return [o[:3] if o[0] == "T" else o for o in outcome]
-    return [o[3] if o[0] == "T" else None for o in outcome]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from reference.parallel import chunk_sizes
+from reference.parallel.scatter import chunk_sizes
 from suite.parallel.cases import (DTYPES, ApplyCase, DPCase, FallbackCase, GatherCase, ModSpec, ReplicateCase,
                                   ScatterCase, ScatterKwargsCase)
 

@@ -1,40 +1,40 @@
-"""gather: concatenation and recursion through outputs (reference/parallel.py, gather rules)."""
+"""gather: concatenation and recursion through outputs (reference/parallel/gather.py)."""
 from __future__ import annotations
 
 import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from reference import parallel as ref
 from conform.outcome import Raised
+from reference.parallel import gather as ref
 from suite.parallel import strategies as S
-from suite.parallel import torch_side as ts
+from suite.parallel.cases import leaf_values
+from suite.parallel.torch_side.scatter_gather import run_gather, run_gather_cpu_tensors
 
-KINDS = [
-    (ref.GATHER_CONCAT, dict(root="leaf")),
-    (ref.GATHER_MAPPING, dict(root="map")),
-    (ref.GATHER_KEYS, dict(root="map", mutations=("drop_key", "rename_key"))),
-    (ref.GATHER_SEQUENCE, dict(root="seq", mutations=(None, "shorten"))),
-    (ref.GATHER_NONE, dict(root="any", leaves="none", mutations=(None, None, "none_for_tensor", "none_for_none"))),
-    (ref.GATHER_SCALAR, dict(root="any", scalar=True)),
+# The outputs drawn for each family (keys of ref.ABOUT, which names the rule each family exercises).
+KINDS = {
+    "concat": dict(root="leaf"),
+    "mapping": dict(root="map"),
+    "dict_keys": dict(root="map", mutations=("drop_key", "rename_key")),
+    "sequence": dict(root="seq", mutations=(None, "shorten")),
+    "none": dict(root="any", leaves="none", mutations=(None, None, "none_for_tensor", "none_for_none")),
+    "scalar": dict(root="any", scalar=True),
     # a None facing tensors is parallel.gather.none's business
-    (ref.GATHER_MISMATCH, dict(root="any", mutations=("reshape", "int_for_tensor"))),
-    (ref.GATHER_UNSUPPORTED, dict(root="any", leaves="unsupported")),
-]
+    "mismatch": dict(root="any", mutations=("reshape", "int_for_tensor")),
+    "unsupported_leaf": dict(root="any", leaves="unsupported"),
+}
 
 
-@pytest.mark.parametrize("rule_id,kind", [pytest.param(r, k, marks=pytest.mark.rules(r), id=r.rsplit(".", 1)[1])
-                                          for r, k in KINDS])
+@pytest.mark.parametrize("about", [pytest.param(a, marks=pytest.mark.rules(ref.ABOUT[a]), id=a) for a in KINDS])
 @given(data=st.data())
-def test_gather(conform, device, rule_id, kind, data):
-    case = data.draw(S.gather_cases(**kind))
-    expected = ref.gather_outcome(case)
-    event("raises" if isinstance(expected["result"], Raised) else "gathers")
-    conform.check(rule_id, case, expected, ts.run_gather(case, device), torch_fn=ts.run_gather)
+def test_gather(conform, device, about, data):
+    case = data.draw(S.gather_cases(**KINDS[about]))
+    expects = ref.expectations(case, leaf_values, about)
+    event("raises" if isinstance(expects[0].expected["result"], Raised) else "gathers")
+    conform.check(case, expects, run=run_gather)
 
 
 @pytest.mark.rules(ref.GATHER_CPU_TENSORS)
 @given(case=S.gather_cases(root="leaf"))
 def test_gather_cpu_tensors(conform, case):
-    conform.check(ref.GATHER_CPU_TENSORS, case, ref.gather_cpu_tensors(case), ts.run_gather_cpu_tensors(case, "cpu"),
-                  torch_fn=ts.run_gather_cpu_tensors)
+    conform.check(case, ref.cpu_tensors_expectations(case), run=run_gather_cpu_tensors)
