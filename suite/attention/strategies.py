@@ -1,10 +1,20 @@
-"""Hypothesis strategies for the attention area (small shapes: seq <= 8, embed <= 16, heads <= 4)."""
+"""Hypothesis strategies for the attention area (small shapes: seq <= 8, embed <= 16, heads <= 4), and the
+steering of the search (``target``/``event``) toward the hard regions the reference names: large scores
+(softmax conditioning) and fully masked rows.
+
+Shrinking: every draw is a small integer or a sampled choice, so examples shrink toward batch 1, short
+sequences, no mask and the first backend."""
 from __future__ import annotations
 
+from hypothesis import event, target
 from hypothesis import strategies as st
 
+from reference.attention import layers as layers_ref
+from reference.attention import mha as mha_ref
+from reference.attention import sdpa as sdpa_ref
 from reference.versions import since
-from suite.attention.torch_side import LayerCase, MaskSpec, MhaCase, SdpaCase, available_backends
+from suite.attention.cases import LayerCase, MaskSpec, MhaCase, SdpaCase
+from suite.attention.torch_side.sdpa import available_backends
 
 seeds = st.integers(0, 2**31 - 1)
 
@@ -22,79 +32,126 @@ def sdpa_has_enable_gqa() -> bool:
 
 @st.composite
 def masks(draw, rows: int, kinds=("none", "bool", "float", "neginf")) -> MaskSpec:
-    kind = draw(st.sampled_from(kinds))
+    kind = draw(st.sampled_from(kinds), label="mask kind")
     if kind == "none":
         return MaskSpec()
-    full = draw(st.lists(st.integers(0, rows - 1), max_size=2, unique=True)) if draw(st.booleans()) else []
-    return MaskSpec(kind, draw(st.sampled_from([0.0, 0.2, 0.5, 0.9])), tuple(sorted(full)), draw(seeds))
+    full = draw(st.lists(st.integers(0, rows - 1), max_size=2, unique=True), label="fully masked rows") \
+        if draw(st.booleans(), label="force masked rows") else []
+    return MaskSpec(kind, draw(st.sampled_from([0.0, 0.2, 0.5, 0.9]), label="density"), tuple(sorted(full)),
+                    draw(seeds, label="mask seed"))
 
 
 @st.composite
 def sdpa_cases(draw, device: str) -> SdpaCase:
-    backend = draw(st.sampled_from(available_backends(device)))
-    hkv = draw(st.sampled_from([1, 2]))
+    backend = draw(st.sampled_from(available_backends(device)), label="backend")
+    hkv = draw(st.sampled_from([1, 2]), label="hkv")
     # enable_gqa is new in 2.5 (pytorch#132689; 2.4.1 raises TypeError "unexpected keyword argument"):
     # not drawn before, so attention.sdpa.enable_gqa is skipped there (test_sdpa_enable_gqa says why).
-    gqa = sdpa_has_enable_gqa() and draw(st.booleans())
-    hq = hkv * (draw(st.sampled_from([1, 2])) if gqa else 1)
-    L, S = draw(st.integers(1, 8)), draw(st.integers(1, 8))
-    causal = draw(st.booleans()) and True
-    mask = MaskSpec() if causal else draw(masks(L, ("none", "bool", "float")))
-    return SdpaCase(seed=draw(seeds), batch=draw(st.integers(1, 2)), hq=hq, hkv=hkv, L=L, S=S,
-                    E=draw(st.sampled_from([8, 16])), Ev=draw(st.sampled_from([8, 16])), dtype=draw(dtypes(device)),
-                    mask=mask, is_causal=causal, scale=draw(st.none() | st.sampled_from([0.05, 0.5, 2.0])),
-                    enable_gqa=gqa, backend=backend, magnitude=draw(st.sampled_from([0.5, 1.0, 3.0])),
+    gqa = sdpa_has_enable_gqa() and draw(st.booleans(), label="enable_gqa")
+    hq = hkv * (draw(st.sampled_from([1, 2]), label="hq / hkv") if gqa else 1)
+    L, S = draw(st.integers(1, 8), label="L"), draw(st.integers(1, 8), label="S")
+    causal = draw(st.booleans(), label="is_causal") and True
+    mask = MaskSpec() if causal else draw(masks(L, ("none", "bool", "float")), label="mask")
+    return SdpaCase(seed=draw(seeds, label="seed"), batch=draw(st.integers(1, 2), label="batch"), hq=hq, hkv=hkv,
+                    L=L, S=S, E=draw(st.sampled_from([8, 16]), label="E"), Ev=draw(st.sampled_from([8, 16]), label="Ev"),
+                    dtype=draw(dtypes(device), label="dtype"), mask=mask, is_causal=causal,
+                    scale=draw(st.none() | st.sampled_from([0.05, 0.5, 2.0]), label="scale"),
+                    enable_gqa=gqa, backend=backend, magnitude=draw(st.sampled_from([0.5, 1.0, 3.0]), label="magnitude"),
                     polarity="sdpa")
 
 
 @st.composite
 def mha_cases(draw, device: str, fast: bool = False) -> MhaCase:
-    plain = fast and draw(st.booleans())  # half of the fast examples keep every fast-path condition
-    H = draw(st.sampled_from([2, 4] if plain else [1, 2, 4]))
-    E = H * draw(st.sampled_from([2, 4]))
-    batch = draw(st.integers(1, 2)) if fast else draw(st.integers(0, 2))
-    self_attention = True if plain else (draw(st.booleans()) if not fast else draw(st.sampled_from([True, True, False])))
-    L = draw(st.integers(1, 8))
-    S = L if self_attention else draw(st.integers(1, 8))
-    kdim = None if plain or self_attention else draw(st.none() | st.sampled_from([E, 3, 6]))
-    vdim = None if plain or self_attention else draw(st.none() | st.sampled_from([E, 5]))
+    plain = fast and draw(st.booleans(), label="keep fast-path conditions")  # half of the fast examples
+    H = draw(st.sampled_from([2, 4] if plain else [1, 2, 4]), label="H")
+    E = H * draw(st.sampled_from([2, 4]), label="head dim")
+    batch = draw(st.integers(1, 2), label="batch") if fast else draw(st.integers(0, 2), label="batch")
+    self_attention = True if plain else (draw(st.booleans(), label="self attention") if not fast
+                                         else draw(st.sampled_from([True, True, False]), label="self attention"))
+    L = draw(st.integers(1, 8), label="L")
+    S = L if self_attention else draw(st.integers(1, 8), label="S")
+    kdim = None if plain or self_attention else draw(st.none() | st.sampled_from([E, 3, 6]), label="kdim")
+    vdim = None if plain or self_attention else draw(st.none() | st.sampled_from([E, 5]), label="vdim")
     attn_kinds = ("none", "bool") if plain else ("none", "bool", "float", "neginf")
-    attn = draw(masks(L, attn_kinds))
-    kpm = draw(masks(1, attn_kinds))
-    dt = draw(dtypes(device, half=False)) if device.split(":")[0] == "cpu" else draw(st.sampled_from(["float32", "float64", "float16"]))
+    attn = draw(masks(L, attn_kinds), label="attn_mask")
+    kpm = draw(masks(1, attn_kinds), label="key_padding_mask")
+    dt = draw(dtypes(device, half=False), label="dtype") if device.split(":")[0] == "cpu" \
+        else draw(st.sampled_from(["float32", "float64", "float16"]), label="dtype")
     # eval_grad: eval mode with autograd on, i.e. the slow path where dropout must be inactive
-    path = "eval_nograd" if fast else draw(st.sampled_from(["slow", "slow", "eval_grad"]))
-    return MhaCase(seed=draw(seeds), E=E, H=H, L=L, S=S, batch=batch,
-                   batch_first=True if plain else draw(st.booleans()),
-                   kdim=kdim, vdim=vdim, bias=True if plain else draw(st.booleans()),
-                   add_bias_kv=False if plain else draw(st.booleans()),
-                   add_zero_attn=False if plain else draw(st.booleans()),
-                   need_weights=draw(st.booleans()), average_attn_weights=draw(st.booleans()),
-                   attn_mask=attn, attn_mask_3d=attn.kind != "none" and draw(st.booleans()), kpm=kpm,
-                   self_attention=self_attention, path=path, dtype=dt,
-                   magnitude=draw(st.sampled_from([0.5, 1.0, 3.0])),
-                   dropout=0.0 if path == "slow" else draw(st.sampled_from([0.0, 0.5])))
+    path = "eval_nograd" if fast else draw(st.sampled_from(["slow", "slow", "eval_grad"]), label="path")
+    return MhaCase(seed=draw(seeds, label="seed"), E=E, H=H, L=L, S=S, batch=batch,
+                   batch_first=True if plain else draw(st.booleans(), label="batch_first"),
+                   kdim=kdim, vdim=vdim, bias=True if plain else draw(st.booleans(), label="bias"),
+                   add_bias_kv=False if plain else draw(st.booleans(), label="add_bias_kv"),
+                   add_zero_attn=False if plain else draw(st.booleans(), label="add_zero_attn"),
+                   need_weights=draw(st.booleans(), label="need_weights"),
+                   average_attn_weights=draw(st.booleans(), label="average_attn_weights"),
+                   attn_mask=attn, attn_mask_3d=attn.kind != "none" and draw(st.booleans(), label="3-D attn_mask"),
+                   kpm=kpm, self_attention=self_attention, path=path, dtype=dt,
+                   magnitude=draw(st.sampled_from([0.5, 1.0, 3.0]), label="magnitude"),
+                   dropout=0.0 if path == "slow" else draw(st.sampled_from([0.0, 0.5]), label="dropout"))
 
 
 @st.composite
 def layer_cases(draw, device: str, kinds=("encoder_layer",), fast: bool | None = None) -> LayerCase:
-    kind = draw(st.sampled_from(kinds))
-    nhead = draw(st.sampled_from([1, 2, 4]))
-    d_model = nhead * draw(st.sampled_from([2, 4]))
-    L, S, batch = draw(st.integers(1, 6)), draw(st.integers(1, 6)), draw(st.integers(1, 3))
-    path = draw(st.sampled_from(["slow", "eval_grad", "eval_nograd"])) if fast is None else ("eval_nograd" if fast else "slow")
-    src_mask = draw(st.sampled_from(["none", "none", "causal", "bool", "float"]))
-    kpm = tuple(draw(st.integers(1, L)) for _ in range(batch)) if draw(st.booleans()) else None
-    mkpm = tuple(draw(st.integers(1, S)) for _ in range(batch)) if draw(st.booleans()) else None
+    kind = draw(st.sampled_from(kinds), label="kind")
+    nhead = draw(st.sampled_from([1, 2, 4]), label="nhead")
+    d_model = nhead * draw(st.sampled_from([2, 4]), label="head dim")
+    L, S, batch = draw(st.integers(1, 6), label="L"), draw(st.integers(1, 6), label="S"), draw(st.integers(1, 3), label="batch")
+    path = draw(st.sampled_from(["slow", "eval_grad", "eval_nograd"]), label="path") if fast is None \
+        else ("eval_nograd" if fast else "slow")
+    src_mask = draw(st.sampled_from(["none", "none", "causal", "bool", "float"]), label="src_mask")
+    kpm = tuple(draw(st.integers(1, L), label="kpm length") for _ in range(batch)) \
+        if draw(st.booleans(), label="src_key_padding_mask") else None
+    mkpm = tuple(draw(st.integers(1, S), label="memory kpm length") for _ in range(batch)) \
+        if draw(st.booleans(), label="memory_key_padding_mask") else None
     # a causal memory mask (key 0 always visible) only without memory padding: no fully masked rows
-    memory_causal = kind in ("decoder_layer", "decoder") and mkpm is None and draw(st.booleans())
-    hint = draw(st.sampled_from([None, True, False])) if src_mask == "causal" else draw(st.sampled_from([None, False]))
-    dt = "float64" if device.split(":")[0] == "cpu" and draw(st.booleans()) else "float32"
-    return LayerCase(seed=draw(seeds), kind=kind, d_model=d_model, nhead=nhead, ff=draw(st.sampled_from([4, 16])),
-                     L=L, S=S, batch=batch, batch_first=draw(st.sampled_from([True, True, False])),
-                     norm_first=draw(st.booleans()), activation=draw(st.sampled_from(["relu", "gelu", "callable_tanh"])),
-                     num_layers=draw(st.integers(1, 2)), final_norm=draw(st.booleans()), src_mask=src_mask,
-                     kpm_lengths=kpm, kpm_kind=draw(st.sampled_from(["bool", "bool", "float"])),
-                     memory_kpm_lengths=mkpm, tgt_is_causal=hint, memory_causal=memory_causal, enable_nested_tensor=draw(st.booleans()),
-                     mask_check=draw(st.booleans()), path=path, dtype=dt, magnitude=draw(st.sampled_from([0.5, 1.0, 3.0])),
-                   dropout=0.0 if path == "slow" else draw(st.sampled_from([0.0, 0.5])))
+    memory_causal = kind in ("decoder_layer", "decoder") and mkpm is None and draw(st.booleans(), label="memory_causal")
+    hint = draw(st.sampled_from([None, True, False]), label="is_causal hint") if src_mask == "causal" \
+        else draw(st.sampled_from([None, False]), label="is_causal hint")
+    dt = "float64" if device.split(":")[0] == "cpu" and draw(st.booleans(), label="float64") else "float32"
+    return LayerCase(seed=draw(seeds, label="seed"), kind=kind, d_model=d_model, nhead=nhead,
+                     ff=draw(st.sampled_from([4, 16]), label="ff"), L=L, S=S, batch=batch,
+                     batch_first=draw(st.sampled_from([True, True, False]), label="batch_first"),
+                     norm_first=draw(st.booleans(), label="norm_first"),
+                     activation=draw(st.sampled_from(["relu", "gelu", "callable_tanh"]), label="activation"),
+                     num_layers=draw(st.integers(1, 2), label="num_layers"), final_norm=draw(st.booleans(), label="final_norm"),
+                     src_mask=src_mask, kpm_lengths=kpm, kpm_kind=draw(st.sampled_from(["bool", "bool", "float"]), label="kpm kind"),
+                     memory_kpm_lengths=mkpm, tgt_is_causal=hint, memory_causal=memory_causal,
+                     enable_nested_tensor=draw(st.booleans(), label="enable_nested_tensor"),
+                     mask_check=draw(st.booleans(), label="mask_check"), path=path, dtype=dt,
+                     magnitude=draw(st.sampled_from([0.5, 1.0, 3.0]), label="magnitude"),
+                     dropout=0.0 if path == "slow" else draw(st.sampled_from([0.0, 0.5]), label="dropout"))
+
+
+# ---------------------------------------------------------------------------- steering
+def steer_sdpa(case: SdpaCase, inp: dict, device: str, refused: bool) -> None:
+    """Toward large scores and long masked runs, on inputs the backend computed (values expected and given)."""
+    event(f"backend={case.backend} outcome={'refused' if refused else 'computed'}")
+    if refused or sdpa_ref.input_error(case) is not None or sdpa_ref.documented_refusal(case, device):
+        return
+    target(sdpa_ref.score_magnitude(case, inp), label="score magnitude")
+    target(float(sdpa_ref.fully_masked_rows(case, inp)), label="fully masked rows")
+
+
+def steer_masked_run(full: list[int], density: float, S: int) -> None:
+    target(float(len(full)) + density * S, label="masked run length")
+
+
+def steer_mha(case: MhaCase, inp: dict, device: str) -> None:
+    """Toward large scores and fully masked (row, head)s."""
+    if case.path == "eval_nograd":
+        event(f"fast path expected: {mha_ref.fast_path_expected(case, device)}")
+    if mha_ref.expected_error(case, inp) is None:
+        target(mha_ref.score_magnitude(case, inp), label="score magnitude")
+        target(float(mha_ref.fully_masked_outputs(case, inp)), label="fully masked outputs")
+
+
+def steer_layer(case: LayerCase, inp: dict, P: dict) -> None:
+    target(layers_ref.score_magnitude(case, inp, P), label="score magnitude")
+    if case.kind == "encoder":
+        event(f"nested conversion: {layers_ref.nested_conversion(case)}")
+
+
+def steer_padding(L: int, lengths: tuple[int, ...]) -> None:
+    target(float(L * len(lengths) - sum(lengths)), label="padded positions")
