@@ -19,7 +19,6 @@ interval lies wholly above 1.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import platform
@@ -30,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from suite.results import machine_key
+
 MIN_EFFECT = 0.10
 CONTROL = "test_machine_control"  # suite/perf/test_perf.py: pure Python, the same work on every build
 BOOTSTRAP = 400
@@ -37,14 +38,6 @@ BOOTSTRAP = 400
 
 class BenchError(Exception):
     """An unusable benchmark input; the message is one line naming the file or build."""
-
-
-def machine_key(machine_info: dict) -> str:
-    """``<node>-<hash of cpu brand, count, arch>``: the same machine gives the same key in any file."""
-    cpu = machine_info.get("cpu") or {}
-    ident = f"{cpu.get('brand_raw', '')}|{cpu.get('count', '')}|{machine_info.get('machine', '')}"
-    node = re.sub(r"[^A-Za-z0-9._-]", "_", str(machine_info.get("node") or platform.node())) or "machine"
-    return f"{node}-{hashlib.sha1(ident.encode()).hexdigest()[:8]}"
 
 
 def safe_name(text: str) -> str:

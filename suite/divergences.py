@@ -46,7 +46,6 @@ from packaging.version import Version
 
 from conform.rules import AREAS
 from conform.expect import Expect
-from conform.tolerance import EXACT, Tol
 
 
 @dataclass(frozen=True)
@@ -69,27 +68,15 @@ class Divergence:
     also_rules: tuple[str, ...] = ()
     bug_in: str = "torch"
     arguable: bool = False
-    # The tolerance the area's test uses for this rule (a Tol, or a function of the
-    # case for tolerances derived per example); the repro check uses it too.
-    tol: Tol | Callable[[Any], Tol] = EXACT
-
-    def tol_for(self, case: Any) -> Tol:
-        return self.tol(case) if callable(self.tol) else self.tol
 
     def expectation(self, case: Any, device: str) -> Expect:
-        """The reference's expectation for this entry's rule on ``case``."""
-        if self.expect is None:  # TRANSITION
-            return Expect(self.rule, self.reference_fn(case), self.tol_for(case))
+        """The reference's expectation (expected outcome, tolerance, part) for this entry's rule on ``case``."""
         expects = self.expect(case, device)
         expects = [expects] if isinstance(expects, Expect) else list(expects)
         for e in expects:
             if e.rule == self.rule:
                 return e
         raise LookupError(f"{self.id}: the reference expects nothing of {self.rule} for its repro")
-
-    @property
-    def runner(self) -> Callable[[Any, str], Any]:
-        return self.run if self.run is not None else self.torch_fn
 
     @property
     def rules(self) -> tuple[str, ...]:
@@ -100,12 +87,7 @@ class Divergence:
             return False
         if "*" not in self.devices and device.split(":")[0] not in self.devices:
             return False
-        if self.case_type is not None:
-            return isinstance(case, self.case_type) and bool(self.when(case))
-        try:  # TRANSITION: entries without case_type
-            return bool(self.when(case))
-        except Exception:
-            return False
+        return isinstance(case, self.case_type) and bool(self.when(case))
 
 
 def applies_to_build(spec: str, torch_version: str) -> bool:

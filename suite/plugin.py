@@ -64,16 +64,7 @@ class Conform:
     def measure(self, entry_id: str, outcome: str) -> None:
         self.measurements[entry_id] = outcome
 
-    def check(self, *args, **kwargs) -> Any:
-        # TRANSITION (issue 11): the old form check(rule, case, expected, actual, tol, torch_fn) until every area
-        # has moved to check(case, expects, run=...).  Removed when the last call site is converted.
-        if args and isinstance(args[0], str):
-            rule, case, expected, actual, *rest = args
-            tol = rest[0] if rest else kwargs.get("tol", EXACT)
-            return self._check_rule(rule, case, expected, actual, tol, kwargs.get("torch_fn"))
-        return self.check_expects(*args, **kwargs)
-
-    def check_expects(self, case: Any, expects: Expect | Iterable[Expect], run: Callable[[Any, str], Any]) -> Any:
+    def check(self, case: Any, expects: Expect | Iterable[Expect], run: Callable[[Any, str], Any]) -> Any:
         """Run torch once on ``case`` and compare every expectation with its part of the outcome.
 
         ``run(case, device)`` computes torch's outcome from ``case`` alone, with only torch, numpy, the
@@ -107,11 +98,7 @@ class Conform:
         mismatches = compare(expected, actual, tol, rule)
         entry = divergences.find(rule, case, self.device, torch.__version__)
         if entry is not None:
-            if entry.torch_does is None:  # TRANSITION: entries still without a checkable torch_does
-                diverges_as_registered = bool(mismatches)
-            else:
-                diverges_as_registered = not compare(entry.torch_does(case, expected), actual, tol, rule)
-            if diverges_as_registered:
+            if not compare(entry.torch_does(case, expected), actual, tol, rule):
                 record.known += 1
                 record.divergence = entry.id
                 return

@@ -205,3 +205,14 @@ def write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
     os.replace(tmp, path)
+
+
+def machine_key(machine_info: dict) -> str:
+    """``<node>-<hash of cpu brand, count, arch>``: the same machine gives the same key in any file."""
+    import hashlib
+    import re
+
+    cpu = machine_info.get("cpu") or {}
+    ident = f"{cpu.get('brand_raw', '')}|{cpu.get('count', '')}|{machine_info.get('machine', '')}"
+    node = re.sub(r"[^A-Za-z0-9._-]", "_", str(machine_info.get("node") or platform.node())) or "machine"
+    return f"{node}-{hashlib.sha1(ident.encode()).hexdigest()[:8]}"

@@ -25,8 +25,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json: dict) -> None:
-    from reports.perf import machine_key
-    from suite.results import torch_build
+    from suite.results import machine_key, torch_build
 
     build = torch_build()
     output_json["torchconform"] = {"build": build["name"], "torch": build,
