@@ -8,68 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reference.module import containers as ref
-from suite.module.cases import MODS, PARS, TENS, ContainerProgram, CtOp
+from suite.module.cases import MODS, PARS, ContainerProgram, CtOp
+from suite.module.strategies import KEYS, programs
 from suite.module.torch_side.containers import run_container_program
-
-KEYS = st.sampled_from(["a", "b", "c", "d"])
-IDX = st.integers(-5, 5)
-SLICES = st.tuples(st.one_of(st.none(), IDX), st.one_of(st.none(), IDX), st.sampled_from([None, 1, 2, -1]))
-
-
-def list_ops(container, items):
-    labels = st.sampled_from(MODS if container != "ParameterList" else PARS + TENS)
-    ops = [st.builds(CtOp, st.just("getitem"), st.tuples(IDX)), st.builds(CtOp, st.just("getslice"), SLICES),
-           st.builds(CtOp, st.just("setitem"), st.tuples(IDX, labels)),
-           st.builds(CtOp, st.just("append"), st.tuples(labels)),
-           st.builds(CtOp, st.just("extend"), st.lists(labels, max_size=3).map(tuple)),
-           st.just(CtOp("len"))]
-    if container != "ParameterList":
-        ops += [st.builds(CtOp, st.just("delitem"), st.tuples(IDX)), st.builds(CtOp, st.just("pop"), st.tuples(IDX)),
-                st.builds(CtOp, st.just("delslice"), SLICES),
-                st.builds(CtOp, st.just("add"), st.lists(labels, max_size=3).map(tuple)),
-                st.builds(CtOp, st.just("iadd"), st.lists(labels, max_size=3).map(tuple))]
-    if container != "ParameterList":
-        ops.append(st.just(CtOp("repr")))
-    if container == "Sequential":
-        ops += [st.builds(CtOp, st.just("slice_append"), st.tuples(st.just(0), st.none(), st.just(None), labels)),
-                # a slice not starting at 0 keeps its original keys: registered divergence region
-                st.builds(CtOp, st.just("slice_append"), st.tuples(IDX, IDX, st.sampled_from([None, 2]), labels)),
-                st.builds(CtOp, st.just("insert"), st.tuples(IDX, labels)),
-                st.builds(CtOp, st.sampled_from(["mul", "imul"]), st.tuples(st.integers(-1, 3)))]
-    if container == "ModuleList":
-        # indices outside [0, len] hit a registered divergence (test_modulelist_insert_index)
-        ops += [st.builds(CtOp, st.just("insert"), st.tuples(st.integers(0, 0), labels))]
-    return st.one_of(ops)
-
-
-def dict_ops(container):
-    labels = st.sampled_from(MODS if container == "ModuleDict" else PARS + TENS)
-    ops = [st.builds(CtOp, st.sampled_from(["delitem", "pop", "contains"]), st.tuples(KEYS)),
-           st.builds(CtOp, st.just("setitem"), st.tuples(KEYS, labels)),
-           st.builds(CtOp, st.just("update"), st.lists(st.tuples(KEYS, labels), max_size=3,
-                                                       unique_by=lambda kv: kv[0]).map(tuple)),
-           st.just(CtOp("len"))]
-    if container == "ModuleDict":
-        ops += [st.builds(CtOp, st.just("getitem"), st.tuples(KEYS)), st.just(CtOp("repr"))]
-    else:
-        # a missing key is a registered divergence (AttributeError): only present keys here
-        ops += [st.just(CtOp("popitem")), st.builds(CtOp, st.just("get"), st.tuples(KEYS)),
-                st.builds(CtOp, st.just("setdefault"), st.tuples(KEYS, labels))]
-    return st.one_of(ops)
-
-
-@st.composite
-def programs(draw, container):
-    if container in ("ModuleDict", "ParameterDict"):
-        labels = st.sampled_from(MODS if container == "ModuleDict" else PARS + TENS)
-        init = tuple(draw(st.lists(st.tuples(KEYS, labels), max_size=3, unique_by=lambda kv: kv[0])))
-        ops = tuple(draw(st.lists(dict_ops(container), max_size=8)))
-    else:
-        init = tuple(draw(st.lists(st.sampled_from(MODS if container != "ParameterList" else PARS + TENS),
-                                   max_size=4)))
-        ops = tuple(draw(st.lists(list_ops(container, init), max_size=8)))
-    return ContainerProgram(container, init, ops)
-
 
 LIST_RULES = (ref.CT_INDEX, ref.CT_SLICE, ref.CT_SETITEM, ref.CT_DELETE, ref.CT_APPEND, ref.CT_INSERT, ref.CT_ADD)
 CONTAINER_RULES = {

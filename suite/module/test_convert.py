@@ -8,9 +8,8 @@ from hypothesis import strategies as st
 
 from reference.module import convert as ref
 from suite.module.cases import ConvertCase, GradCase, ValueCase, value_inputs
+from suite.module.strategies import DTYPES
 from suite.module.torch_side.convert import run_convert, run_convert_values, run_zero_grad
-
-DTYPES = st.sampled_from(["float16", "bfloat16", "float32", "float64", "complex64", "int64", "int32", "bool"])
 
 
 @pytest.mark.rules(ref.CONVERT_FLOAT_METHODS, ref.CONVERT_TO_DTYPE, ref.CONVERT_IDENTITY)

@@ -7,29 +7,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from reference.module import hooks as ref
-from reference.versions import since
 from suite.module.cases import BackwardCase, GlobalHookRemoval, Hook, HookCase, backward_inputs
+from suite.module.strategies import GLOBAL_KWARGS, hooks
 from suite.module.torch_side.hooks import run_backward, run_global_hook_removal, run_hooks
-
-
-GLOBAL_KWARGS = since("2.6")
-
-
-@st.composite
-def hooks(draw):
-    kind = draw(st.sampled_from(["pre", "post", "pre", "post", "gpre", "gpost"]))
-    local = kind in ("pre", "post")
-    # register_module_forward_hook(with_kwargs=) is new in torch 2.6 (absent from 2.4.1 and 2.5.1): before it,
-    # global forward hooks are drawn without kwargs (the module's own with_kwargs hooks still are)
-    with_kwargs = draw(st.booleans()) if kind == "pre" or kind == "post" or (kind == "gpost" and GLOBAL_KWARGS) \
-        else False
-    rets = ["none", "replace"] + (["replace_tuple"] if kind in ("pre", "gpre") and not with_kwargs else []) \
-        + (["bad"] if kind == "pre" and with_kwargs else [])
-    # a raising hook (1 in 8): exercises always_call hooks after some post hooks already ran
-    ret = "raise" if draw(st.integers(0, 7)) == 0 else draw(st.sampled_from(rets))
-    return Hook(kind, ret, prepend=local and draw(st.booleans()), with_kwargs=with_kwargs,
-                always_call=kind in ("post", "gpost") and draw(st.booleans()), remove=draw(st.booleans()) and
-                draw(st.booleans()))
 
 
 @pytest.mark.rules(ref.HOOK_ORDER, ref.HOOK_PREPEND, ref.HOOK_RETURN, ref.HOOK_KWARGS, ref.HOOK_ALWAYS, ref.HOOK_REMOVE)

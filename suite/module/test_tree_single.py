@@ -11,11 +11,11 @@ from reference.module import registration as reg
 from reference.module import traversal as trav
 from reference.module import tree as ref
 from reference.versions import since
-from suite.module.cases import MODULES, TENSORS, BeforeInit, Op, RegistrationReplace, ReprCase, TreeProgram
+from suite.module.cases import MODULES, TENSORS, BeforeInit, Op, RegistrationReplace, TreeProgram
+from suite.module.strategies import BAD, repr_cases
 from suite.module.torch_side.tree import run_before_init, run_registration_replace, run_repr, run_tree_program
 from suite.versions import requires_torch
 
-BAD = st.sampled_from(("", "x.y", "forward"))
 # nn.Buffer is new in torch 2.5 (absent from 2.4.1): before it, no case assigns one (register_buffer is still drawn)
 HAS_BUFFER = since("2.5")
 
@@ -60,16 +60,6 @@ def test_dir_with_empty_name(conform, device, value):
                                                     "register_buffer", "add_module"])))
 def test_assignment_before_init(conform, device, case):
     conform.check(case, ref.before_init_expectations(case), run=run_before_init)
-
-
-@st.composite
-def repr_cases(draw, depth=0):
-    lines = tuple(draw(st.lists(st.sampled_from(["in=2", "out=3, bias=True", "x"]), max_size=2)))
-    children = ()
-    if depth < 2:
-        names = draw(st.lists(st.sampled_from(["a", "b", "0"]), unique=True, max_size=2))
-        children = tuple((n, draw(st.one_of(st.none(), repr_cases(depth=depth + 1)))) for n in names)
-    return ReprCase(lines, children)
 
 
 @pytest.mark.rules(trav.EXTRA_REPR)
