@@ -16,10 +16,10 @@ whatever load the machine had at that moment.
   "slower" verdicts in same-build runs, while medians stayed within 4%;
 - verdict: **slower** when the whole interval lies above 1 *and* the estimate
   exceeds ``1 + THRESHOLD``; **faster** the mirror image; otherwise **within
-  noise**.  Significance alone would flag real-but-tiny differences (a 1%
-  change that a long run pins down); the threshold says which differences this
-  machine can tell from noise, measured with same-build runs
-  (``reports/bench_power.py``; README "Performance records").
+  noise**.  The interval covers the noise of turns, not a standing difference
+  between two processes (memory layout, alignment): same-build runs showed one
+  such difference of 5.3% with an interval excluding 1, and none larger, so the
+  threshold is 7% (``reports/bench_power.py``; README "Performance records").
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-THRESHOLD = 0.05
+THRESHOLD = 0.07  # README "Performance records": above every same-build deviation measured
 LEVEL = 0.95
 CONTROL = "test_machine_control"  # suite/perf/test_perf.py: pure Python; not part of the exit status
 
@@ -66,7 +66,7 @@ def paired_ratio(a: list[float], b: list[float], level: float) -> dict[str, Any]
 
 def verdict(ratio: float, low: float, high: float, pairs: int, threshold: float) -> str:
     if pairs < 3 or math.isnan(ratio):
-        return "too few rounds"
+        return "too few turns"
     if low > 1 and ratio > 1 + threshold:
         return "slower"
     if high < 1 and ratio < 1 / (1 + threshold):

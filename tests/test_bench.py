@@ -243,7 +243,7 @@ def test_too_few_turns_give_no_verdict():
     from reports.paired import compare_rounds
 
     rows = compare_rounds([turns_doc({"test_a": 1e-3}, 1, turns=2)], [turns_doc({"test_a": 2e-3}, 2, turns=2)])
-    assert rows[0]["verdict"] == "too few rounds"
+    assert rows[0]["verdict"] == "too few turns"
 
 
 def test_relative_slowdown_injection():

@@ -136,7 +136,7 @@ INJECT_TO_B = ("TORCHCONFORM_BENCH_INJECT_SLOWDOWN", "TORCHCONFORM_BENCH_INJECT_
 def interleaved_comparison(a, b, root: Path, save_dir: Path, *, sessions: int, duration: float | None,
                            max_time: float, select: str | None, seed: int | None, threshold: float,
                            level: float, log=print) -> dict:
-    """Run the rounds, save each side's merged pytest-benchmark JSON and the comparison record."""
+    """Run the sessions, save each side's merged pytest-benchmark JSON and the comparison record."""
     import random
     import tempfile
     import time
@@ -192,7 +192,7 @@ def print_interleaved(record: dict) -> None:
         print(f"{r['name']:{width}} {r['median_a_text']:>10} {r['median_b_text']:>10} {r['ratio']:7.3f} "
               f"{r['ci_low']:7.3f}-{r['ci_high']:<7.3f} {r['pairs']:5d}  {r['verdict']}{note}")
     level = min((r["level"] for r in record["rows"]), default=record["level"])
-    print(f"interval: t interval of the paired rounds' log ratios, {100 * record['level']:.0f}% family-wise "
+    print(f"B/A: median of the paired turns' ratios; interval: sign test, {100 * record['level']:.0f}% family-wise "
           f"({100 * level:.2f}% each); slower/faster: interval excludes 1 and B/A beyond "
           f"{100 * record['threshold']:.0f}%")
     for side in (a, b):

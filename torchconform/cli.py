@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
                                                            "every benchmark in alternating turns (default 2)")
     b.add_argument("--duration", type=float, help="--against: run sessions for this many seconds instead")
     b.add_argument("--threshold", type=float, help="--against: smallest change called slower/faster "
-                                                   "(default 0.05, from same-build runs; see README)")
+                                                   "(default 0.07, from same-build runs; see README)")
     b.add_argument("--seed", type=int, help="--against: seed of the A/B order within rounds (default: random)")
     b.add_argument("--out", default="reports/out/bench", help="--against: where to write the HTML report of the "
                                                                "comparison and the history across releases")
