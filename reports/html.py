@@ -262,8 +262,10 @@ def divergences(runs: list[Run], df: pd.DataFrame) -> list[dict]:
     return sorted(entries.values(), key=lambda e: e["id"])
 
 
-def render_report(runs: list[Run], out: Path, bench: dict | None = None, errors: list[str] | None = None) -> Path:
-    """Write ``out/index.html`` from ``runs`` (and an optional benchmark comparison)."""
+def render_report(runs: list[Run], out: Path, bench: dict | None = None, errors: list[str] | None = None,
+                  history: dict | None = None) -> Path:
+    """Write ``out/index.html`` from ``runs`` (and an optional benchmark comparison and release history,
+    reports/history.py: history_view)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     unique_labels(runs)
@@ -274,7 +276,7 @@ def render_report(runs: list[Run], out: Path, bench: dict | None = None, errors:
     env.filters["css"] = css_class
     html = env.get_template("report.html.j2").render(
         runs=runs, areas=list(AREAS), summary=summary(df, runs), columns=columns, rows=rows,
-        failures=failures(df), divergences=divergences(runs, df), bench=bench, errors=errors or [],
+        failures=failures(df), divergences=divergences(runs, df), bench=bench, history=history, errors=errors or [],
         builds=[r.label for r in runs], multi_build=len({r.label for r in runs}) > 1,
         repros=sorted({(r["id"], r["build"], r["device"], r["repro"]) for r in df.to_dict("records") if r["repro"]}),
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -224,7 +224,9 @@ def svg_chart(rows: list[dict], width: int = 640, bar: int = 18) -> str:
     label_w, pad = 260, 10
     plot_w = width - label_w - 2 * pad
     span = max([1.0] + [abs(math.log2(max(r["ratio"], 1e-9))) for r in rows]
-               + [math.log2(1 + r["noise"]) for r in rows])
+               + [math.log2(1 + r.get("noise", 0.0)) for r in rows]
+               + [abs(math.log2(min(max(r[k], 1e-9), 1e9))) for r in rows if "pairs" in r for k in ("ci_low", "ci_high")
+                  if not math.isnan(r[k])])
     span = min(span * 1.1, 8.0)
 
     def x(ratio: float) -> float:
@@ -236,8 +238,12 @@ def svg_chart(rows: list[dict], width: int = 640, bar: int = 18) -> str:
              f'aria-label="ratio of medians per benchmark" font-family="sans-serif" font-size="11">']
     for i, r in enumerate(rows):
         y = 6 + i * (bar + 6)
-        lo, hi = x(1 / (1 + r["noise"])), x(1 + r["noise"])
-        colour = {"regression": "#d33", "improvement": "#393"}.get(r["verdict"], "#89a")
+        if "pairs" in r:  # an interleaved comparison's row: the band is its confidence interval
+            lo, hi = x(r["ci_low"]), x(r["ci_high"])
+        else:
+            lo, hi = x(1 / (1 + r["noise"])), x(1 + r["noise"])
+        colour = {"regression": "#d33", "improvement": "#393", "slower": "#d33", "faster": "#393"}.get(
+            r["verdict"], "#89a")
         x1, xr = x(1.0), x(r["ratio"])
         parts.append(f'<text x="{label_w}" y="{y + bar - 5}" text-anchor="end">{_esc(r["name"])}</text>')
         parts.append(f'<rect x="{lo:.1f}" y="{y}" width="{hi - lo:.1f}" height="{bar}" fill="#eee"/>')
@@ -248,8 +254,9 @@ def svg_chart(rows: list[dict], width: int = 640, bar: int = 18) -> str:
     parts.append(f'<line x1="{x(1.0):.1f}" y1="0" x2="{x(1.0):.1f}" y2="{axis_y}" stroke="#333"/>')
     for tick in (2 ** -math.floor(span), 0.5, 1.0, 2.0, 2 ** math.floor(span)):
         parts.append(f'<text x="{x(tick):.1f}" y="{axis_y + 14}" text-anchor="middle">{tick:g}x</text>')
-    parts.append(f'<text x="{label_w + pad}" y="{axis_y + 28}">ratio of medians B/A (log scale); grey: noise '
-                 f'band</text></svg>')
+    band = "interval" if rows and "pairs" in rows[0] else "noise band"
+    parts.append(f'<text x="{label_w + pad}" y="{axis_y + 28}">ratio of medians B/A (log scale); grey: {band}'
+                 f'</text></svg>')
     return "\n".join(parts)
 
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -169,23 +171,164 @@ def test_plain_pytest_skips_benchmarks():
     assert items[0].marks == []
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)
 def test_every_benchmark_body_runs():
-    """What `pytest suite/perf --benchmark-disable` does, in-process: each benchmark body once."""
-    from suite.perf import test_perf
+    """What `pytest suite/perf --benchmark-disable` does: each benchmark body once, in the standalone mode
+    that `bench --against` uses in another environment (--confcutdir: no suite plugin)."""
+    proc = subprocess.run([sys.executable, "-m", "pytest", "suite/perf", "-q", "-p", "no:cacheprovider",
+                           "--confcutdir", "suite/perf", "--benchmark-disable", "-rs"], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert " passed" in proc.stdout and "failed" not in proc.stdout
+    # what CPU cannot run is skipped with its reason, never silently
+    if not torch_has_cuda():
+        assert "SyncBatchNorm needs CUDA" in proc.stdout
 
-    calls = []
 
-    def benchmark(fn):
-        calls.append(fn())
+def torch_has_cuda() -> bool:
+    import torch
 
-    test_perf.test_machine_control(benchmark)
-    test_perf.test_dataloader_epoch(benchmark, 0)
-    test_perf.test_dataloader_epoch(benchmark, 2)
-    test_perf.test_batchnorm2d_forward_backward(benchmark)
-    test_perf.test_mha_fast_path(benchmark)
-    test_perf.test_mha_slow_path(benchmark)
-    test_perf.test_module_call(benchmark, True)
-    test_perf.test_module_call(benchmark, False)
-    test_perf.test_state_dict_round_trip(benchmark)
-    assert len(calls) == 9 and calls[0] == sum(i * i for i in range(2000))
+    return torch.cuda.is_available()
+
+
+# ---------------------------------------------------------------- interleaved comparison (bench --against)
+def turns_doc(medians: dict[str, float], seed: int, turns: int = 120, per_turn: int = 4, spread: float = 0.05,
+              tail: float = 0.0) -> dict:
+    """One side's pytest-benchmark document from a turn-taking session: ``tail`` of the turns are
+    preempted (2x slow), as on a loaded machine."""
+    rng = np.random.default_rng(seed)
+    benchmarks = []
+    for name, median in medians.items():
+        data = median * rng.lognormal(0.0, spread, turns * per_turn)
+        slow = rng.random(turns) < tail
+        data = (data.reshape(turns, per_turn) * np.where(slow, 2.0, 1.0)[:, None]).ravel()
+        benchmarks.append({"name": name, "fullname": f"suite/perf/test_x.py::{name}", "extra_info":
+                           {"per_turn": per_turn}, "stats": {"median": float(np.median(data)),
+                                                               "data": [float(x) for x in data]}})
+    return {"benchmarks": benchmarks}
+
+
+def test_same_build_turns_are_within_noise_even_with_heavy_tails():
+    from reports.paired import compare_rounds, slower
+
+    base = {"test_a": 10e-6, "test_b": 300e-6, "test_machine_control": 100e-6}
+    rows = compare_rounds([turns_doc(base, 1, tail=0.15), turns_doc(base, 2, tail=0.15)],
+                          [turns_doc(base, 3, tail=0.15), turns_doc(base, 4, tail=0.15)])
+    assert {r["verdict"] for r in rows} == {"within noise"} and not slower(rows)
+    assert all(r["ci_low"] <= r["ratio"] <= r["ci_high"] and r["pairs"] == 240 for r in rows)
+    assert rows[0]["level"] == pytest.approx(1 - 0.05 / 3)  # Bonferroni over the benchmarks
+
+
+def test_a_ten_percent_slowdown_in_turns_is_slower_and_nothing_else():
+    from reports.paired import compare_rounds, slower
+
+    base = {"test_a": 10e-6, "test_b": 300e-6, "test_machine_control": 100e-6}
+    rows = {r["name"]: r for r in compare_rounds([turns_doc(base, 1, tail=0.1)],
+                                                 [turns_doc(dict(base, test_b=330e-6), 2, tail=0.1)])}
+    assert rows["test_b"]["verdict"] == "slower" and rows["test_b"]["ratio"] == pytest.approx(1.1, abs=0.03)
+    assert rows["test_a"]["verdict"] == "within noise"
+    assert [r["name"] for r in slower(list(rows.values()))] == ["test_b"]
+
+
+def test_a_significant_change_below_the_threshold_is_within_noise():
+    from reports.paired import compare_rounds
+
+    base = {"test_a": 10e-6}
+    rows = compare_rounds([turns_doc(base, 1, turns=400, spread=0.01)],
+                          [turns_doc({"test_a": 10.3e-6}, 2, turns=400, spread=0.01)])
+    assert rows[0]["ci_low"] > 1 and rows[0]["verdict"] == "within noise"  # 3%: real, but below 5%
+
+
+def test_too_few_turns_give_no_verdict():
+    from reports.paired import compare_rounds
+
+    rows = compare_rounds([turns_doc({"test_a": 1e-3}, 1, turns=2)], [turns_doc({"test_a": 2e-3}, 2, turns=2)])
+    assert rows[0]["verdict"] == "too few turns"
+
+
+def test_relative_slowdown_injection():
+    from suite.perf.conftest import slowdown_for, slowed
+
+    assert slowdown_for("test_norm_forward_backward[group_norm]", "test_norm_*[[]group_norm[]]:0.10") == 0.10
+    assert slowdown_for("test_module_call[hooks]", "test_norm_*:0.10") == 0.0 and slowdown_for("x", None) == 0.0
+    import time
+
+    def work():
+        end = time.perf_counter() + 0.002
+        while time.perf_counter() < end:
+            pass
+
+    start = time.perf_counter()
+    slowed(work, 0.5)()
+    assert time.perf_counter() - start >= 0.003  # 2 ms of work + half of it spinning
+
+
+def run_cli(argv, capsys):
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_against_a_bad_python_is_one_line_and_exit_2(tmp_path, capsys):
+    code, _, err = run_cli(["bench", "--against", str(tmp_path / "nope" / "python")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "no such file" in err
+    code, _, err = run_cli(["bench", "--against", str(tmp_path)], capsys)
+    assert code == 2 and err.count("\n") == 1 and "not an executable" in err
+    no_torch = tmp_path / "python"  # a python that cannot import torch (no site-packages)
+    no_torch.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
+    no_torch.chmod(0o755)
+    code, _, err = run_cli(["bench", "--against", str(no_torch)], capsys)
+    assert code == 2 and err.count("\n") == 1 and "not an environment with torch" in err and "torch" in err
+    code, _, err = run_cli(["bench", "--against", sys.executable, "--compare", "a", "b"], capsys)
+    assert code == 2 and "exclude each other" in err
+    code, _, err = run_cli(["bench", "--against", sys.executable, "--sessions", "0"], capsys)
+    assert code == 2 and err.count("\n") == 1
+
+
+@pytest.mark.timeout(300)
+def test_same_build_against_itself_is_within_noise(tmp_path, capsys):
+    """The self-test of the method: the installed build against itself, in turns.  Gated by verdict only."""
+    store, out = tmp_path / "perf", tmp_path / "report"
+    code, stdout, _ = run_cli(["bench", "--against", sys.executable, "--sessions", "1", "--max-time", "0.1",
+                               "-k", "control or module_call", "--save-dir", str(store), "--out", str(out)], capsys)
+    assert code == 0, stdout
+    record = json.loads(next((store / "history").glob("*/*/*.json")).read_text())
+    assert {r["name"] for r in record["rows"]} == {"test_machine_control", "test_module_call[no_hooks]",
+                                                   "test_module_call[hooks]"}
+    assert {r["verdict"] for r in record["rows"]} == {"within noise"} and record["slower"] == []
+    assert all(r["pairs"] >= 5 for r in record["rows"])
+    # each side's pytest-benchmark JSON stays readable by pytest-benchmark itself
+    for side in ("a", "b"):
+        run = load_bench(Path(record[side]["file"]))
+        assert len(run.benchmarks) == 3 and run.build == record[side]["build"]
+    html = (out / "index.html").read_text()
+    assert 'id="performance"' in html and 'id="performance-history"' in html and html.count("<svg") >= 4
+
+
+def history_record(build: str, ratio: float, verdict: str = "within noise") -> dict:
+    row = {"name": "test_a", "ratio": ratio, "ci_low": ratio * 0.97, "ci_high": ratio * 1.03, "verdict": verdict,
+           "median_a": 1e-5, "median_a_text": "10 us", "median_b_text": "11 us", "pairs": 50, "control": False}
+    return {"kind": "interleaved", "datetime": f"2026120{len(build)}T000000Z", "machine": "vm-1",
+            "a": {"build": "2.13.0+cpu", "python": "a", "file": "a.json"},
+            "b": {"build": build, "python": "b", "file": "b.json"}, "rows": [row], "sessions": 2,
+            "orders": {"AB": 1, "BA": 1}, "seconds": 1.0, "level": 0.95, "threshold": 0.05,
+            "slower": ["test_a"] if verdict == "slower" else []}
+
+
+def test_history_orders_releases_and_draws_one_chart_per_benchmark(tmp_path, capsys):
+    from reports.history import history_view, record_path
+
+    for build, ratio, verdict in [("2.14.1", 1.2, "slower"), ("2.9.1", 1.0, "within noise"),
+                                  ("2.12.1", 0.9, "faster")]:
+        path = record_path(tmp_path, "vm-1", "2.13.0+cpu", build)
+        save(path, history_record(build, ratio, verdict))
+    view = history_view(path.parent)
+    assert view["releases"] == ["2.9.1", "2.12.1", "2.14.1"] and view["anchor"] == "2.13.0+cpu"
+    (chart,) = view["charts"]
+    assert chart["svg"].startswith("<svg") and chart["svg"].count("<circle") == 3 and "#d33" in chart["svg"]
+    code, _, err = run_cli(["report", "--bench-history", str(path.parent), "--out", str(tmp_path / "r")], capsys)
+    assert code == 0, err
+    html = (tmp_path / "r" / "index.html").read_text()
+    assert 'id="performance-history"' in html and "2.12.1" in html and "slower" in html
+    code, _, err = run_cli(["report", "--bench-history", str(tmp_path / "none")], capsys)
+    assert code == 2 and err.count("\n") == 1

@@ -2,8 +2,8 @@
 
     torchconform run    [--area A[,B]] [--profile ci|dev|fuzz] [--device D[,E]] [--out DIR] [--jobs N] [--coverage]
     torchconform matrix [--release R[,S]] [--keep-envs] [-- RUN ARGS]
-    torchconform report DIR... [--out OUT] [--bench A B]
-    torchconform bench  [--save-dir D] [--compare A B]
+    torchconform report DIR... [--out OUT] [--bench A B] [--bench-history [DIR]]
+    torchconform bench  [--save-dir D] [--compare A B | --against PYTHON [--sessions N | --duration S]]
     torchconform repro  PATH [--device D] [--timeout S]
 
 Bad options are one line on stderr and exit status 2, never a traceback.
@@ -59,12 +59,27 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--bench", nargs=2, metavar=("A", "B"), help="add the benchmark comparison of A vs B "
                                                                  "(build names or pytest-benchmark JSON files)")
     rep.add_argument("--bench-dir", default="reports/perf", help="where `torchconform bench` saved results")
+    rep.add_argument("--bench-history", nargs="?", const="", metavar="DIR",
+                     help="add the performance history across releases: a <bench-dir>/history/<machine>/<anchor> "
+                          "directory (default: the installed build's, on this machine) and its newest comparison")
 
-    b = sub.add_parser("bench", help="benchmark the installed torch build, or compare two saved builds")
+    b = sub.add_parser("bench", help="benchmark the installed torch build, compare two saved builds, or "
+                                     "compare it with another environment's torch in one interleaved run")
     b.add_argument("--save-dir", default="reports/perf", help="results root: <dir>/<machine>/<build>/<time>.json")
     b.add_argument("--compare", nargs=2, metavar=("A", "B"),
                    help="compare saved results of build (or file) A against B instead of running")
-    b.add_argument("--max-time", type=float, default=0.3, help="seconds per benchmark and pass (pytest-benchmark)")
+    b.add_argument("--against", metavar="PYTHON", help="the python executable of another environment with torch "
+                                                      "(B): interleaved rounds of both builds, paired ratios B/A")
+    b.add_argument("--sessions", type=int, default=2, help="--against: fresh pairs of processes, each running "
+                                                           "every benchmark in alternating turns (default 2)")
+    b.add_argument("--duration", type=float, help="--against: run sessions for this many seconds instead")
+    b.add_argument("--threshold", type=float, help="--against: smallest change called slower/faster "
+                                                   "(default 0.07, from same-build runs; see README)")
+    b.add_argument("--seed", type=int, help="--against: seed of the A/B order within rounds (default: random)")
+    b.add_argument("--out", default="reports/out/bench", help="--against: where to write the HTML report of the "
+                                                               "comparison and the history across releases")
+    b.add_argument("--max-time", type=float, help="seconds per benchmark and pass or round (pytest-benchmark; "
+                                                  "default 0.3; with --against 0.4, each side)")
     b.add_argument("--passes", type=int, default=5, help="sweeps over all benchmarks, merged (default 5): "
                                                           "their spread measures the machine's drift")
     b.add_argument("-k", dest="select", help="only benchmarks matching this pytest -k expression")

@@ -12,8 +12,8 @@ from torchconform.options import UsageError
 def report(args: argparse.Namespace) -> int:
     from reports.html import InputError, load_run, render_report
 
-    if not args.dirs and not args.bench:
-        raise UsageError("give at least one run directory (or --bench A B)")
+    if not args.dirs and not args.bench and args.bench_history is None:
+        raise UsageError("give at least one run directory (or --bench A B, --bench-history)")
     runs, errors = [], []
     for item in args.dirs:
         try:
@@ -30,6 +30,24 @@ def report(args: argparse.Namespace) -> int:
         except BenchError as exc:
             errors.append(str(exc))
             print(f"torchconform: error: {exc}", file=sys.stderr)
+    history = None
+    if args.bench_history is not None:
+        from reports.history import comparison_view, history_view, record_path
+        from reports.perf import this_machine
+
+        if args.bench_history:
+            directory = Path(args.bench_history)
+        else:
+            import torch
+
+            directory = record_path(Path(args.bench_dir), this_machine(), torch.__version__, "x").parent
+        if not directory.is_dir():
+            raise UsageError(f"--bench-history: no history in {directory} (run `torchconform bench --against PYTHON`)")
+        history = history_view(directory)
+        if history is None:
+            raise UsageError(f"--bench-history: no comparison records in {directory}")
+        if bench is None:
+            bench = comparison_view(history["latest"])
     if not runs and bench is None:
         print("torchconform: error: no usable input; nothing written", file=sys.stderr)
         return 2
@@ -39,6 +57,6 @@ def report(args: argparse.Namespace) -> int:
         out = runs[0].path
     else:
         out = Path("reports") / "out" / f"report-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    path = render_report(runs, out, bench=bench, errors=errors)
+    path = render_report(runs, out, bench=bench, errors=errors, history=history)
     print(f"torchconform: report {path} ({len(runs)} run(s)" + (", with benchmarks" if bench else "") + ")")
     return 1 if errors else 0
