@@ -30,6 +30,7 @@ _ADDR = re.compile(r"0x[0-9a-fA-F]+")
 _NUM = re.compile(r"(?<![A-Za-z_])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _INDEX = re.compile(r"\[[\d, ]+\]")
 _RAISED = re.compile(r"^Raised\(type='([^']*)'(?:, message=(.*))?\)$", re.S)
+_REPR = re.compile(r"\b[A-Z]\w*\(.*\)", re.S)
 _EXC_LINE = re.compile(r"^E\s+((?:[\w.]+)(?:Error|Exception|Failure|Warning|Interrupt|Exit)\b.*)$", re.M)
 
 
@@ -83,6 +84,8 @@ def signature(row: dict) -> tuple[str, str]:
     note = row.get("note") or ""
     if note.startswith("registered divergence"):
         return "stale-registry", f"{test}|{stable(note.split(':', 1)[0])}"
+    if row.get("crash"):  # the exception line pytest reported; reprs in it (the case) vary per example
+        return "error", f"{test}|{stable(_REPR.sub('<repr>', row['crash']))}"
     detail = row.get("detail") or note
     match = _EXC_LINE.search(detail)
     return "error", f"{test}|{stable(match.group(1) if match else detail.splitlines()[0] if detail else '')}"
@@ -97,8 +100,9 @@ def _registered(kind: str, row: dict) -> str | None:
     return None
 
 
-def finding_id(rule: str, sig: str) -> str:
-    return f"{rule}-{hashlib.sha1(sig.encode()).hexdigest()[:8]}"
+def finding_id(key: str, sig: str) -> str:
+    """``<rule>-<hash>`` (for a broken test: ``<test file>::<test>-<hash>``)."""
+    return f"{key}-{hashlib.sha1(sig.encode()).hexdigest()[:8]}"
 
 
 def new_state(campaign: str | None = None) -> dict:
@@ -114,19 +118,21 @@ def update(state: dict, row: dict, when: str, out: Path | None) -> str | None:
     if row.get("status") not in ("fail", "known_divergence"):
         return None
     kind, sig = signature(row)
-    fid = finding_id(row["id"], sig)
+    # A test that broke fails every rule it declares with the one error: one finding, all its rules.
+    fid = finding_id(test_function(row.get("test") or "") if kind == "error" else row["id"], sig)
     found = state["findings"].get(fid)
     created = found is None
     if created:
         found = state["findings"][fid] = {
             "id": fid, "rule": row["id"], "area": row.get("area") or row["id"].split(".", 1)[0], "kind": kind,
             "signature": sig, "registered": _registered(kind, row),
-            "new": kind != "registered", "hits": 0, "first_seen": when, "last_seen": when, "tests": [],
+            "new": kind != "registered", "hits": 0, "rules": [], "first_seen": when, "last_seen": when, "tests": [],
             "devices": [], "case": None, "mismatches": [], "note": "", "repro": None}
-    found["hits"] += 1
+    if kind != "error" or not found["rules"] or row["id"] == found["rules"][0]:
+        found["hits"] += 1  # a broken run is one hit, not one per rule it declares
     found["last_seen"] = max(found["last_seen"], when)
     found["first_seen"] = min(found["first_seen"], when)
-    for key, value in (("tests", row.get("test")), ("devices", str(row.get("device")))):
+    for key, value in (("tests", row.get("test")), ("devices", str(row.get("device"))), ("rules", row["id"])):
         if value and value not in found[key]:
             found[key].append(value)
     case = row.get("case")
@@ -168,7 +174,7 @@ def merge(states: Iterable[tuple[str, dict]]) -> list[dict]:
             m["hits"] += f["hits"]
             m["first_seen"], m["last_seen"] = min(m["first_seen"], f["first_seen"]), max(m["last_seen"], f["last_seen"])
             m["sources"].append(source)
-            for key in ("tests", "devices"):
+            for key in ("tests", "devices", "rules"):
                 m[key] = list(dict.fromkeys(m[key] + f[key]))
             if f.get("case") and (not m.get("case") or len(f["case"]) < len(m["case"])):
                 m.update(case=f["case"], mismatches=f["mismatches"], note=f["note"], repro=f.get("repro"),
