@@ -136,6 +136,9 @@ def update(state: dict, row: dict, when: str, out: Path | None) -> str | None:
         if value and value not in found[key]:
             found[key].append(value)
     case = row.get("case")
+    if not case and kind == "error":  # a broken test's case is named only in its crash line
+        match = _REPR.search(row.get("crash") or "")
+        case = match.group(0) if match else None
     if case and (found["case"] is None or len(case) < len(found["case"])):
         found.update(case=case, mismatches=row.get("mismatches") or [], note=row.get("note") or "")
         if row.get("repro") and out is not None and (out / row["repro"]).is_file():

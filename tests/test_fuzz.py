@@ -225,3 +225,4 @@ def test_a_broken_test_is_one_finding_whatever_the_example_and_however_many_rule
                                                                   f"module.x.one on {case}"), f"t{run}", None)
     [f] = state["findings"].values()
     assert f["kind"] == "error" and f["hits"] == 2 and f["rules"] == ["module.x.one", "module.x.two"]
+    assert f["case"] == "Case(a=1)"  # the smallest example named in the crash lines

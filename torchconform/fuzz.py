@@ -255,10 +255,12 @@ def fuzz(args: argparse.Namespace) -> int:
 
     deadline = t0 + opts["budget"]
     rng = random.Random()
-    tests = collect(fuzz_paths, Path.cwd(), env)
     stopped_by = "budget"
     try:
-        while deadline - time.monotonic() - RESERVE_S > MIN_ROUND_S:
+        tests = collect(fuzz_paths, Path.cwd(), env)
+        if not tests:
+            print("torchconform fuzz: the selected tests collect nothing (see pytest --collect-only)", flush=True)
+        while tests and deadline - time.monotonic() - RESERVE_S > MIN_ROUND_S:
             number = len(session["rounds"]) + 1
             left = deadline - time.monotonic() - RESERVE_S
             schedule_path = folder / "schedules" / f"{len(campaign['sessions'])}-{number}.json"
