@@ -10,7 +10,8 @@ of the deviation, from the record's structured fields (never its free text where
   is the same bug);
 - a failure without mismatches (a registered divergence that did not reproduce, a test that broke): its
   note or exception line, stabilised the same way;
-- a registered divergence that was hit: the entry's id (already known, counted but not new).
+- a registered divergence that was hit: the entry's id (already known, counted but not new; one finding
+  whichever of the entry's rules saw it).
 
 For each finding the state keeps the hit count, first and last seen times, the smallest example (the
 shortest case repr) and a copy of that example's repro script under ``<campaign>/findings/<id>.py``.
@@ -118,8 +119,10 @@ def update(state: dict, row: dict, when: str, out: Path | None) -> str | None:
     if row.get("status") not in ("fail", "known_divergence"):
         return None
     kind, sig = signature(row)
-    # A test that broke fails every rule it declares with the one error: one finding, all its rules.
-    fid = finding_id(test_function(row.get("test") or "") if kind == "error" else row["id"], sig)
+    # A test that broke fails every rule it declares with the one error: one finding, all its rules; a
+    # registered divergence is one finding whichever of its rules (also_rules) saw it.
+    key = {"error": test_function(row.get("test") or ""), "registered": str(row.get("divergence"))}.get(kind, row["id"])
+    fid = finding_id(key, sig)
     found = state["findings"].get(fid)
     created = found is None
     if created:
@@ -128,8 +131,8 @@ def update(state: dict, row: dict, when: str, out: Path | None) -> str | None:
             "signature": sig, "registered": _registered(kind, row),
             "new": kind != "registered", "hits": 0, "rules": [], "first_seen": when, "last_seen": when, "tests": [],
             "devices": [], "case": None, "mismatches": [], "note": "", "repro": None}
-    if kind != "error" or not found["rules"] or row["id"] == found["rules"][0]:
-        found["hits"] += 1  # a broken run is one hit, not one per rule it declares
+    if not found["rules"] or row["id"] == found["rules"][0]:
+        found["hits"] += 1  # a run that shows it through several rules is one hit
     found["last_seen"] = max(found["last_seen"], when)
     found["first_seen"] = min(found["first_seen"], when)
     for key, value in (("tests", row.get("test")), ("devices", str(row.get("device"))), ("rules", row["id"])):
@@ -139,6 +142,7 @@ def update(state: dict, row: dict, when: str, out: Path | None) -> str | None:
     if not case and kind == "error":  # a broken test's case is named only in its crash line
         match = _REPR.search(row.get("crash") or "")
         case = match.group(0) if match else None
+        row = {**row, "note": row.get("crash")}
     if case and (found["case"] is None or len(case) < len(found["case"])):
         found.update(case=case, mismatches=row.get("mismatches") or [], note=row.get("note") or "")
         if row.get("repro") and out is not None and (out / row["repro"]).is_file():
