@@ -49,6 +49,8 @@ def test_the_plan_shares_time_in_proportion_to_the_weights():
     # a share worth a fraction of a run is a run with that probability (nothing is starved for good)
     tiny = [plan(tests, seconds, {}, 0.6, random.Random(i))["a"] for i in range(400)]
     assert 0.1 < sum(tiny) / len(tiny) < 0.3
+    # breadth first: tests never run run once each, before any test runs twice
+    assert plan(tests + ["d", "e"], seconds, {"a": 9.0}, 1000.0, random.Random(0)) == {"d": 1, "e": 1}
 
 
 def _fail(test="suite/x/test_y.py::test_z[cpu]", rule="norm.train.r", mismatches=(), case="C(1)", **kw):

@@ -5,9 +5,8 @@ child (pytest-xdist ``-n N`` workers, the ``dev`` profile's examples per run, ra
 test as many times as its share of the round buys (``suite/fuzzplugin.py`` repeats it); every run's records go
 to the campaign's ``records/`` like any run's, so ``torchconform report DIR`` reads a campaign too.
 
-Scheduling (proportional, on top of plain hypothesis): every round measures what a run of each test costs
-(a test not yet run is assumed to cost the median and weighs as much as the heaviest, so all are tried
-early; a round is a random part of the suite when one pass would not fit).  A test's share of the next round's CPU time is proportional to
+Scheduling (proportional, on top of plain hypothesis): the first round(s) run every test once (breadth
+first) and measure what a run of each costs.  From then on a test's share of the next round's CPU time is proportional to
 ``1 + the new signals its last round yielded`` -- new distinct findings (``suite/findings.py``), new
 hypothesis ``event()`` labels, new (rule, outcome) pairs -- and its number of runs is that share divided
 by its measured seconds per run (stochastically rounded: a test whose share buys half a run runs with
@@ -41,7 +40,6 @@ GRACE_S = 5.0  # after the budget's SIGINT, the child's group is killed this muc
 RESERVE_S = 8.0  # of the budget, kept for stopping the last round and writing results + report
 MIN_ROUND_S = 8.0  # less budget than this left: no new round (a pytest child needs ~10 s to start)
 MAX_RUNS = 200  # per test and round: bounds the collection work of a very fast test's repeats
-DEFAULT_RUN_S = 3.0  # what a run of a test never measured is assumed to cost (a dev run of a typical test)
 
 
 def parse_duration(text: str) -> float:
@@ -143,18 +141,20 @@ def parse_options(args: argparse.Namespace) -> dict:
 
 def plan(tests: list[str], seconds: dict[str, float], weights: dict[str, float], capacity_s: float,
          rng: random.Random) -> dict[str, int]:
-    """Runs per test for a round of ``capacity_s`` CPU-seconds: time shares proportional to the weights.
+    """Runs per test for a round of ``capacity_s`` CPU-seconds.
 
-    A test never run yet costs the median run (``DEFAULT_RUN_S`` before any) and weighs as much as the
-    heaviest test (optimism: it may well be the most productive), so every test is tried early."""
-    known = sorted(s for t, s in seconds.items() if t in tests)
-    default = known[len(known) // 2] if known else DEFAULT_RUN_S
-    unseen = max([w for t, w in weights.items() if t in tests], default=1.0)
-    weight = {t: weights.get(t, 1.0 if t in seconds else unseen) for t in tests}
-    total = sum(weight.values()) or 1.0
+    Breadth first: while some tests have never run, the round is those tests, once each (most distinct
+    findings come from covering every test once: a campaign that sampled the suite instead found a third of
+    what one plain ``dev`` pass found in the same time).  Then time shares are proportional to the weights
+    and a test's runs are its share over its measured seconds per run, stochastically rounded (a share worth
+    half a run is a run with probability one half), at most ``MAX_RUNS``."""
+    untried = [t for t in tests if t not in seconds]
+    if untried:
+        return {t: 1 for t in untried}
+    total = sum(weights.get(t, 1.0) for t in tests) or 1.0
     runs = {}
     for test in tests:
-        expected = capacity_s * weight[test] / total / max(seconds.get(test, default), 0.05)
+        expected = capacity_s * weights.get(test, 1.0) / total / max(seconds[test], 0.05)
         whole = int(expected)
         runs[test] = min(MAX_RUNS, whole + (rng.random() < expected - whole))
     return runs
