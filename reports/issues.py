@@ -1,5 +1,6 @@
 """Drafts of upstream bug reports (``torchconform report --issues DIR``): one markdown file per new finding
-and per registered divergence.
+of torch's behaviour (not a test that broke, nor a registry entry that stopped reproducing: those are the
+suite's) and per registered divergence.
 
 Each draft says what the documentation promises (the rule's statement and citation), what torch does
 instead (the finding's smallest example and its mismatches, or the registry entry's description), which
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from suite.matrix import MATRIX_DIR, REPRODUCES, load as load_matrix
 
+SUITE_KINDS = ("error", "stale-registry")
 _UPSTREAM = re.compile(r"(?:pytorch/pytorch#|github\.com/pytorch/pytorch/(?:issues|pull)/)(\d+)")
 
 
@@ -163,7 +165,8 @@ def write_issue_drafts(findings: list[dict], results: dict, out: Path, read_repr
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for finding in findings:
-        if finding["new"]:
+        # A test that broke, or a registry entry that stopped reproducing, is the suite's to fix, not torch's.
+        if finding["new"] and finding["kind"] not in SUITE_KINDS:
             path = out / f"finding-{_slug(finding['id'])}.md"
             path.write_text(finding_draft(finding, rules, matrix, results, read_repro(finding)), encoding="utf-8")
             written.append(path)
