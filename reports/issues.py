@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from suite.findings import entry_repro_script
 from suite.matrix import MATRIX_DIR, REPRODUCES, load as load_matrix
 
 SUITE_KINDS = ("error", "stale-registry")
@@ -101,20 +102,6 @@ Needs only torch and numpy; exit status 1 while torch differs from the documente
 """
 
 
-def _entry_repro(entry_id: str) -> str | None:
-    """A standalone script of a registry entry's own minimal repro (needs the suite importable)."""
-    try:
-        from suite.divergences import all_divergences
-        from suite.repro import render
-
-        entry = next(e for e in all_divergences() if e.id == entry_id)
-        device = "cpu" if "*" in entry.devices or "cpu" in entry.devices else entry.devices[0]
-        expect = entry.expectation(entry.repro, device)
-        return render(entry.rule, entry.repro, expect.expected, expect.tol, entry.runner, device, expect.key)
-    except Exception:  # a draft without the script still says what to run
-        return None
-
-
 def divergence_draft(entry: dict, rules: dict, matrix: dict, results: dict, hits: int) -> str:
     info = rules.get(entry["rule"])
     statement = info.statement if info else "(rule not registered in this checkout)"
@@ -124,7 +111,7 @@ def divergence_draft(entry: dict, rules: dict, matrix: dict, results: dict, hits
                 f"do not file a duplicate.\n\n" if known else
                 "No upstream issue is known to the registry (searched its evidence field).\n\n")
     where = "the documentation" if entry.get("bug_in") == "docs" else "torch"
-    script = _entry_repro(entry["id"])
+    script = entry_repro_script(entry["id"])
     repro = (f"```python\n{script.rstrip()}\n```" if script else
              f"Case: `{entry.get('repro_case')}` (`pytest suite/test_divergences.py -k {entry['id']}`)")
     return f"""# {entry['rule']}: {statement}

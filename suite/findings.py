@@ -31,7 +31,7 @@ _ADDR = re.compile(r"0x[0-9a-fA-F]+")
 _NUM = re.compile(r"(?<![A-Za-z_])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _INDEX = re.compile(r"\[[\d, ]+\]")
 _RAISED = re.compile(r"^Raised\(type='([^']*)'(?:, message=(.*))?\)$", re.S)
-_REPR = re.compile(r"\b[A-Z]\w*\(.*\)", re.S)
+_REPR = re.compile(r"\b[A-Z]\w*\(.*\)")
 _EXC_LINE = re.compile(r"^E\s+((?:[\w.]+)(?:Error|Exception|Failure|Warning|Interrupt|Exit)\b.*)$", re.M)
 
 
@@ -39,6 +39,10 @@ def stable(text: str, limit: int = 160) -> str:
     """``text`` without what changes from example to example: addresses, numbers, runs of spaces."""
     text = _NUM.sub("N", _ADDR.sub("ADDR", text or ""))
     return " ".join(text.split())[:limit]
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().split("\n", 1)[0]
 
 
 def test_function(nodeid: str) -> str:
@@ -86,7 +90,7 @@ def signature(row: dict) -> tuple[str, str]:
     if note.startswith("registered divergence"):
         return "stale-registry", f"{test}|{stable(note.split(':', 1)[0])}"
     if row.get("crash"):  # the exception line pytest reported; reprs in it (the case) vary per example
-        return "error", f"{test}|{stable(_REPR.sub('<repr>', row['crash']))}"
+        return "error", f"{test}|{stable(_REPR.sub('<repr>', _first_line(row['crash'])))}"
     detail = row.get("detail") or note
     match = _EXC_LINE.search(detail)
     return "error", f"{test}|{stable(match.group(1) if match else detail.splitlines()[0] if detail else '')}"
@@ -102,8 +106,10 @@ def _registered(kind: str, row: dict) -> str | None:
 
 
 def finding_id(key: str, sig: str) -> str:
-    """``<rule>-<hash>`` (for a broken test: ``<test file>::<test>-<hash>``)."""
-    return f"{key}-{hashlib.sha1(sig.encode()).hexdigest()[:8]}"
+    """``<rule>-<hash>`` (a registered divergence: ``<entry id>-<hash>``; a broken test:
+    ``<test path>.<test>-<hash>``), usable as a file name."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", ".", key).strip(".")  # ids name files (findings/<id>.py)
+    return f"{safe}-{hashlib.sha1(sig.encode()).hexdigest()[:8]}"
 
 
 def new_state(campaign: str | None = None) -> dict:
@@ -140,9 +146,9 @@ def update(state: dict, row: dict, when: str, out: Path | None) -> str | None:
             found[key].append(value)
     case = row.get("case")
     if not case and kind == "error":  # a broken test's case is named only in its crash line
-        match = _REPR.search(row.get("crash") or "")
+        match = _REPR.search(_first_line(row.get("crash")))
         case = match.group(0) if match else None
-        row = {**row, "note": row.get("crash")}
+        row = {**row, "note": _first_line(row.get("crash"))}
     if case and (found["case"] is None or len(case) < len(found["case"])):
         found.update(case=case, mismatches=row.get("mismatches") or [], note=row.get("note") or "")
         if row.get("repro") and out is not None and (out / row["repro"]).is_file():
@@ -155,6 +161,59 @@ def update(state: dict, row: dict, when: str, out: Path | None) -> str | None:
     elif not found["note"] and not case:
         found["note"] = (row.get("note") or row.get("detail") or "")[:2000]
     return fid if created else None
+
+
+def entry_repro_script(entry_id: str) -> str | None:
+    """A standalone script of a registry entry's own minimal repro (None if it cannot be rendered)."""
+    try:
+        from suite.divergences import all_divergences
+        from suite.repro import render
+
+        entry = next(e for e in all_divergences() if e.id == entry_id)
+        device = "cpu" if "*" in entry.devices or "cpu" in entry.devices else entry.devices[0]
+        expect = entry.expectation(entry.repro, device)
+        return render(entry.rule, entry.repro, expect.expected, expect.tol, entry.runner, device, expect.key)
+    except Exception:  # an entry of another build or a broken registry: the finding keeps no script
+        return None
+
+
+REPLAY = '''#!/usr/bin/env python3
+"""torchconform finding {fid}: replay the failing test from the campaign's example database.
+
+The test broke rather than a check failing ({crash}), so there is no standalone torch-only script:
+hypothesis saved the failing example in the database below and replays it first.
+Smallest example seen: {case}
+Run from the suite's checkout: python {name}   (exit 1: it still fails)
+"""
+import os
+import subprocess
+import sys
+
+env = {{**os.environ, "TORCHCONFORM_DB": {db!r}}}
+sys.exit(subprocess.call([sys.executable, "-m", "pytest", {test!r}, "-x", "-q", "-p", "no:cacheprovider",
+                          "--hypothesis-profile", "dev"], env=env))
+'''
+
+
+def complete_repros(state: dict, out: Path, db: str) -> None:
+    """Give every finding without a repro one under ``findings/<id>.py``: a registered divergence its entry's
+    minimal repro; a broken test a script replaying it from the example database ``db``."""
+    for fid, f in state["findings"].items():
+        if f.get("repro"):
+            continue
+        target = out / "findings" / f"{fid}.py"
+        if f["kind"] == "registered":
+            text = entry_repro_script(f["registered"] or "")
+        elif f.get("tests"):
+            text = REPLAY.format(fid=fid, crash=" ".join((f.get("note") or "").split())[:300].replace('"', "'"),
+                                 case=(f.get("case") or "unknown")[:500].replace('"', "'"), name=target.name,
+                                 db=db, test=f["tests"][0])
+        else:
+            text = None
+        if text:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+            f["repro"] = str(target.relative_to(out))
 
 
 def from_records(out: Path, when: str) -> dict:

@@ -38,7 +38,7 @@ from torchconform.runner import RecordTail, child_env, python, run_child
 
 GRACE_S = 5.0  # after the budget's SIGINT, the child's group is killed this much later
 RESERVE_S = 8.0  # of the budget, kept for stopping the last round and writing results + report
-MIN_ROUND_S = 8.0  # less budget than this left: no new round (a pytest child needs ~10 s to start)
+MIN_ROUND_S = 20.0  # less budget than this left: no new round (a pytest child needs ~10 s to start)
 MAX_RUNS = 200  # per test and round: bounds the collection work of a very fast test's repeats
 
 
@@ -296,6 +296,7 @@ def fuzz(args: argparse.Namespace) -> int:
         stopped_by = "interrupt"
     finally:
         live.poll()
+        F.complete_repros(live.state, folder, opts["db"])
         live.save()
     session.update(ended=_now(), status="interrupted" if stopped_by == "interrupt" else "complete",
                    duration_s=round(time.monotonic() - t0, 1))
