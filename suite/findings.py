@@ -178,10 +178,11 @@ def entry_repro_script(entry_id: str) -> str | None:
 
 
 REPLAY = '''#!/usr/bin/env python3
-"""torchconform finding {fid}: replay the failing test from the campaign's example database.
+r"""torchconform finding {fid}: replay the failing test from the campaign's example database.
 
-The test broke rather than a check failing ({crash}), so there is no standalone torch-only script:
-hypothesis saved the failing example in the database below and replays it first.
+No standalone torch-only script exists for it ({why}): hypothesis saved the failing
+example in the database below and replays it first.
+Failure: {crash}
 Smallest example seen: {case}
 Run from the suite's checkout: python {name}   (exit 1: it still fails)
 """
@@ -197,7 +198,8 @@ sys.exit(subprocess.call([sys.executable, "-m", "pytest", {test!r}, "-x", "-q", 
 
 def complete_repros(state: dict, out: Path, db: str) -> None:
     """Give every finding without a repro one under ``findings/<id>.py``: a registered divergence its entry's
-    minimal repro; a broken test a script replaying it from the example database ``db``."""
+    minimal repro; any other (a broken test, a check without a torch-side runner) a script replaying its
+    test from the example database ``db``."""
     for fid, f in state["findings"].items():
         if f.get("repro"):
             continue
@@ -205,7 +207,11 @@ def complete_repros(state: dict, out: Path, db: str) -> None:
         if f["kind"] == "registered":
             text = entry_repro_script(f["registered"] or "")
         elif f.get("tests"):
-            text = REPLAY.format(fid=fid, crash=" ".join((f.get("note") or "").split())[:300].replace('"', "'"),
+            why = ("the test broke rather than a check failing" if f["kind"] == "error" else
+                   "its check gives the plugin no torch-side runner to inline")
+            failure = f.get("note") or "; ".join(f"{m.get('path')}: expected {m.get('expected')}, got "
+                                                 f"{m.get('actual')}" for m in f.get("mismatches") or [])
+            text = REPLAY.format(fid=fid, why=why, crash=" ".join(failure.split())[:300].replace('"', "'"),
                                  case=(f.get("case") or "unknown")[:500].replace('"', "'"), name=target.name,
                                  db=db, test=f["tests"][0])
         else:
