@@ -228,3 +228,16 @@ def test_a_broken_test_is_one_finding_whatever_the_example_and_however_many_rule
     [f] = state["findings"].values()
     assert f["kind"] == "error" and f["hits"] == 2 and f["rules"] == ["module.x.one", "module.x.two"]
     assert f["case"] == "Case(a=1)"  # the smallest example named in the crash lines
+
+
+def test_every_finding_without_a_standalone_script_gets_a_replay_from_the_database(tmp_path):
+    state = F.new_state()
+    F.update(state, _fail(case=None, crash="OverlappingEntries: entries a, b all apply to r on Case(a=1)\nmore"), "t",
+             tmp_path)
+    F.update(state, _fail(rule="norm.other", mismatches=[_m("['v'][0] (1 of 1 elements differ)", "1e-08", "0.0")]),
+             "t", tmp_path)
+    F.complete_repros(state, tmp_path, "redis://db:6379/0")
+    for f in state["findings"].values():
+        script = (tmp_path / f["repro"]).read_text()
+        compile(script, f["repro"], "exec")
+        assert "redis://db:6379/0" in script and "suite/x/test_y.py::test_z[cpu]" in script
