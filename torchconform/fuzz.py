@@ -38,7 +38,7 @@ from torchconform.runner import RecordTail, child_env, python, run_child
 
 GRACE_S = 5.0  # after the budget's SIGINT, the child's group is killed this much later
 RESERVE_S = 8.0  # of the budget, kept for stopping the last round and writing results + report
-MIN_ROUND_S = 20.0  # less budget than this left: no new round (a pytest child needs ~10 s to start)
+MIN_ROUND_S = 20.0  # less budget left (a quarter of a small budget): no new round (a child takes ~10 s to start)
 MAX_RUNS = 200  # per test and round: bounds the collection work of a very fast test's repeats
 
 
@@ -179,6 +179,7 @@ class _Campaign:
         self.events = set(map(tuple, self.sched["events"]))
         self.outcomes = set(map(tuple, self.sched["outcomes"]))
         self.signals: dict[str, int] = {}  # this round: test -> new signals
+        self.round_runs: dict[str, int] = {}  # this round: test -> runs that reported
 
     def poll(self) -> None:
         when = _now()
@@ -196,6 +197,7 @@ class _Campaign:
                 print(f"torchconform fuzz: {label} {new} ({finding['kind']}) in {test}", flush=True)
         for row in self.telemetry.new_rows():
             test = row.get("test") or "?"
+            self.round_runs[test] = self.round_runs.get(test, 0) + 1
             total, n = self.sched["runs"].get(test, [0.0, 0])
             self.sched["runs"][test] = [total + float(row.get("seconds") or 0.0), n + 1]
             self.sched["seconds"][test] = (total + float(row.get("seconds") or 0.0)) / (n + 1)
@@ -205,12 +207,15 @@ class _Campaign:
                     self.events.add(key)
                     self.signals[test] = self.signals.get(test, 0) + 1
 
-    def end_round(self, ran: list[str]) -> None:
-        """The tests that ran get the weight their signals earned (the others keep theirs)."""
-        for test in ran:
+    def end_round(self, scheduled: list[str] | None) -> int:
+        """The tests that ran (``None``: all that reported) get the weight their signals earned (the others keep
+        theirs); returns how many test runs reported."""
+        for test in self.round_runs if scheduled is None else scheduled:
             self.sched["weights"][test] = 1.0 + self.signals.get(test, 0)
-        self.signals = {}
+        ran = sum(self.round_runs.values())
+        self.signals, self.round_runs = {}, {}
         self.save()
+        return ran
 
     def save(self) -> None:
         self.state["offsets"] = {str(k): v for k, v in self.records.offsets.items()}
@@ -257,35 +262,44 @@ def fuzz(args: argparse.Namespace) -> int:
     rng = random.Random()
     stopped_by = "budget"
     try:
-        tests = collect(fuzz_paths, Path.cwd(), env)
-        if not tests:
+        # A new campaign's first round runs every test once (no schedule) and so learns the node ids; a resumed
+        # one collects them (tests its earlier sessions never got to are then tried first).
+        tests = collect(fuzz_paths, Path.cwd(), env) if live.sched["seconds"] else None
+        if tests == []:
             print("torchconform fuzz: the selected tests collect nothing (see pytest --collect-only)", flush=True)
-        while tests and deadline - time.monotonic() - RESERVE_S > MIN_ROUND_S:
+        min_round = min(MIN_ROUND_S, opts["budget"] / 4)
+        while tests != [] and deadline - time.monotonic() - RESERVE_S > min_round:
             number = len(session["rounds"]) + 1
             left = deadline - time.monotonic() - RESERVE_S
-            schedule_path = folder / "schedules" / f"{len(campaign['sessions'])}-{number}.json"
-            schedule_path.parent.mkdir(exist_ok=True)
             round_s = min(opts["round_s"], left)
-            weights = {} if args.no_schedule else live.sched["weights"]
-            runs = plan(tests, live.sched["seconds"], weights, round_s * opts["jobs"], rng)
-            runs = {t: n for t, n in runs.items() if n > 0} or {rng.choice(tests): 1}
-            schedule_path.write_text(json.dumps(runs, indent=0))
-            round_env = {**env, "TORCHCONFORM_FUZZ_SCHEDULE": str(schedule_path)}
+            round_env = dict(env)
+            if tests is None:
+                runs, what = None, "every test once"
+            else:
+                weights = {} if args.no_schedule else live.sched["weights"]
+                runs = plan(tests, live.sched["seconds"], weights, round_s * opts["jobs"], rng)
+                runs = {t: n for t, n in runs.items() if n > 0} or {rng.choice(tests): 1}
+                schedule_path = folder / "schedules" / f"{len(campaign['sessions'])}-{number}.json"
+                schedule_path.parent.mkdir(exist_ok=True)
+                schedule_path.write_text(json.dumps(runs, indent=0))
+                round_env["TORCHCONFORM_FUZZ_SCHEDULE"] = str(schedule_path)
+                what = f"{sum(runs.values())} runs of {len(runs)} tests"
             cmd = [python(), "-m", "pytest", *fuzz_paths, "-p", "suite.fuzzplugin", "--conform-out", str(folder),
                    "--hypothesis-profile", args.profile, "--device", ",".join(opts["devices"]), "-q", "-rN",
                    "--tb=line", "-p", "no:cacheprovider"]
             if opts["jobs"] > 1:
                 cmd += ["-n", str(opts["jobs"])]
             started = time.monotonic()
-            print(f"torchconform fuzz: round {number}: {sum(runs.values())} runs of {len(runs)} tests, "
-                  f"~{round_s:.0f}s planned, {left:.0f}s of budget left", flush=True)
+            print(f"torchconform fuzz: round {number}: {what}, ~{round_s:.0f}s planned, {left:.0f}s of budget left",
+                  flush=True)
             child = run_child(cmd, cwd=Path.cwd(), env=round_env, log_path=folder / "pytest.log",
                               on_line=(lambda line: None) if args.quiet or not args.verbose else print,
                               on_poll=live.poll, timeout=max(1.0, deadline - RESERVE_S - time.monotonic()),
                               grace=GRACE_S)
             live.poll()
-            live.end_round(list(runs))
-            session["rounds"].append({"round": number, "runs": sum(runs.values()), "tests": len(runs),
+            ran = live.end_round(list(runs) if runs is not None else None)
+            tests = tests if tests is not None else sorted(live.sched["seconds"])
+            session["rounds"].append({"round": number, "runs": ran, "tests": len(runs or tests),
                                       "seconds": round(time.monotonic() - started, 1),
                                       "pytest_exit_code": child.returncode})
             write_json(folder / "campaign.json", campaign)
