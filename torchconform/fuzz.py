@@ -131,6 +131,11 @@ def parse_options(args: argparse.Namespace) -> dict:
         raise UsageError(f"--db {db}: cannot use the directory ({exc.strerror or exc})") from None
     root = repo_root()
     tests = [str(Path(t).resolve()) for t in args.tests or []]
+    if existing is not None:
+        if tests and tests != existing.get("tests", []):
+            raise UsageError(f"--resume: campaign {existing['id']} fuzzes other tests; leave --tests out, or start "
+                             f"a new campaign")
+        tests = list(existing.get("tests") or [])
     for test in tests:
         if not Path(test).exists():
             raise UsageError(f"--tests {test}: no such file or directory")
@@ -243,7 +248,7 @@ def fuzz(args: argparse.Namespace) -> int:
     folder = opts["folder"]
     folder.mkdir(parents=True, exist_ok=True)
     campaign = opts["existing"] or {"id": uuid.uuid4().hex[:12], "created": _now(), "areas": opts["areas"],
-                                    "devices": opts["devices"], "db": opts["db"], "sessions": []}
+                                    "devices": opts["devices"], "db": opts["db"], "tests": opts["tests"], "sessions": []}
     session = {"started": _now(), "budget_s": opts["budget"], "jobs": opts["jobs"],
                "schedule": "uniform" if args.no_schedule else "proportional", "rounds": [], "status": "running"}
     campaign["sessions"].append(session)
