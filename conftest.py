@@ -10,6 +10,8 @@ Profiles (select with ``--hypothesis-profile`` or ``torchconform run --profile``
 """
 from hypothesis import HealthCheck, settings
 
+from suite.exampledb import from_environment
+
 pytest_plugins = ["suite.plugin"]
 
 # `conform` deliberately accumulates across the examples of one test: it is the per-rule tally.
@@ -18,8 +20,10 @@ _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter
 
 settings.register_profile("ci", max_examples=100, stateful_step_count=25, derandomize=True, deadline=None,
                           database=None, print_blob=True, suppress_health_check=_SLOW_OK)
+# `torchconform fuzz --db DIR|redis://...`: every worker (and campaign) shares one example database.
+_DB = {"database": db} if (db := from_environment()) is not None else {}
 settings.register_profile("dev", max_examples=60, stateful_step_count=25, deadline=None, print_blob=True,
-                          suppress_health_check=_SLOW_OK)
+                          suppress_health_check=_SLOW_OK, **_DB)
 settings.register_profile("fuzz", max_examples=2000, stateful_step_count=60, deadline=None, print_blob=True,
-                          suppress_health_check=_SLOW_OK)
+                          suppress_health_check=_SLOW_OK, **_DB)
 settings.load_profile("dev")

@@ -198,6 +198,7 @@ def _record(item: pytest.Item, report: pytest.TestReport) -> None:
     # A failing check names its rule; every other rule of the test keeps what it saw (pass, or not
     # reached).  Only an error that no check claimed (the test itself broke) fails every declared rule.
     attributed = any(r.failure is not None for r in checked.values())
+    crash = getattr(getattr(report.longrepr, "reprcrash", None), "message", None) if report.failed else None
     rows = []
     for rid in rules:
         rec = checked.get(rid, RuleRecord())
@@ -234,7 +235,9 @@ def _record(item: pytest.Item, report: pytest.TestReport) -> None:
         rows.append({"id": rid, "area": RULES[rid].area, "device": device, "status": status,
                      "examples": rec.examples, "repro": rec.repro, "detail": detail, "test": item.nodeid,
                      "mismatches": rec.mismatches, "case": rec.case, "note": rec.note if status == "fail" else "",
-                     "divergence": rec.divergence or rec.fixed})
+                     "divergence": rec.divergence or rec.fixed,
+                     # the exception line of a test that broke (no check claimed it): a fuzzing signature
+                     "crash": crash if status == "fail" and not rec.failure else None})
     if out is not None and rows:
         _append(out / "records" / f"{os.getpid()}.jsonl", rows)
     if out is not None and conform is not None and conform.measurements:

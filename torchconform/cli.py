@@ -2,7 +2,8 @@
 
     torchconform run    [--area A[,B]] [--profile ci|dev|fuzz] [--device D[,E]] [--out DIR] [--jobs N] [--coverage]
     torchconform matrix [--release R[,S]] [--keep-envs] [-- RUN ARGS]
-    torchconform report DIR... [--out OUT] [--bench A B] [--bench-history [DIR]]
+    torchconform fuzz   --budget DURATION [--area A[,B]] [-j N|auto] [--device D] [--out DIR | --resume DIR] [--db URL]
+    torchconform report DIR... [--out OUT] [--bench A B] [--bench-history [DIR]] [--issues DIR]
     torchconform bench  [--save-dir D] [--compare A B | --against PYTHON [--sessions N | --duration S]]
     torchconform repro  PATH [--device D] [--timeout S]
 
@@ -23,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="torchconform", description="Differential conformance suite and fuzzer for PyTorch builds.")
-    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="{run,matrix,report,bench,repro}")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="{run,fuzz,matrix,report,bench,repro}")
     sub.required = True
 
     r = sub.add_parser("run", help="run the suite against the installed torch and write results + report")
@@ -46,6 +47,23 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-q", "--quiet", action="store_true", help="only rule progress and the summary")
     r.add_argument("pytest_args", nargs="*", help="after '--': extra pytest arguments (e.g. -- -k setattr)")
 
+    f = sub.add_parser("fuzz", help="a time-boxed fuzzing campaign: property and stateful tests under random seeds, "
+                                    "time shared by what each test finds; distinct findings with repros")
+    f.add_argument("--budget", required=True, help="wall time of this session, e.g. 90s, 10m, 1h30m")
+    f.add_argument("--area", action="append", help="area(s), comma-separated or repeated (default: all)")
+    f.add_argument("--jobs", "-j", help="pytest-xdist workers: N, or auto (every core; default 1)")
+    f.add_argument("--device", action="append", help="torch device(s) (default: cpu + every accelerator)")
+    f.add_argument("--out", help="campaign folder, new or empty (default: reports/out/fuzz-<timestamp>/)")
+    f.add_argument("--resume", metavar="DIR", help="continue the campaign in DIR (its areas, devices, database)")
+    f.add_argument("--db", help="example database shared by workers and campaigns: a directory, or "
+                                "redis://host:port (default: <campaign>/examples)")
+    f.add_argument("--round", help="planned length of one round (default: a quarter of the budget, 60s-10m)")
+    f.add_argument("--no-schedule", action="store_true", help="equal time shares (no proportional scheduling)")
+    f.add_argument("--profile", default="dev", help="hypothesis profile of one test run (default dev: 60 examples)")
+    f.add_argument("--tests", action="append", help="fuzz these test files/directories instead of the areas'")
+    f.add_argument("-q", "--quiet", action="store_true", help="only rounds, new findings and the summary")
+    f.add_argument("-v", "--verbose", action="store_true", help="also pytest's output")
+
     m = sub.add_parser("matrix", help="run the suite on every torch release of the matrix (tox), record each "
                                       "release's outcome in reports/matrix/, merge the reports")
     m.add_argument("--release", action="append", help="release(s), comma-separated or repeated (default: all)")
@@ -58,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
                                    "else reports/out/report-<timestamp>/)")
     rep.add_argument("--bench", nargs=2, metavar=("A", "B"), help="add the benchmark comparison of A vs B "
                                                                  "(build names or pytest-benchmark JSON files)")
+    rep.add_argument("--issues", metavar="DIR", help="also write a markdown draft of an upstream bug report per "
+                                                     "new finding and per registered divergence into DIR")
     rep.add_argument("--bench-dir", default="reports/perf", help="where `torchconform bench` saved results")
     rep.add_argument("--bench-history", nargs="?", const="", metavar="DIR",
                      help="add the performance history across releases: a <bench-dir>/history/<machine>/<anchor> "
@@ -98,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             from torchconform.run import run
             return run(args)
+        if args.command == "fuzz":
+            from torchconform.fuzz import fuzz
+            return fuzz(args)
         if args.command == "matrix":
             from torchconform.matrix import matrix
             return matrix(args)

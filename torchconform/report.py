@@ -59,4 +59,32 @@ def report(args: argparse.Namespace) -> int:
         out = Path("reports") / "out" / f"report-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     path = render_report(runs, out, bench=bench, errors=errors, history=history)
     print(f"torchconform: report {path} ({len(runs)} run(s)" + (", with benchmarks" if bench else "") + ")")
+    if runs:
+        findings_and_issues(runs, Path(out), args.issues)
     return 1 if errors else 0
+
+
+def findings_and_issues(runs: list, out: Path, issues: str | None) -> None:
+    """The findings page of all the runs and campaigns given (merged), and the upstream drafts if asked."""
+    from reports.findings import state_of, write_findings_page
+    from suite import findings as F
+
+    states, roots = [], {}
+    for run in runs:
+        label, state = state_of(run.path, run.data.get("started"))
+        states.append((label, state))
+        roots[label] = run.path
+    merged = F.merge(states)
+    page = write_findings_page(merged, out, roots)
+    counts = F.summary_counts(merged)
+    print(f"torchconform: findings {page} ({counts['new']} new, {counts['registered']} registered)")
+    if issues:
+        from reports.issues import write_issue_drafts
+
+        def read_repro(finding: dict) -> str | None:
+            root = roots.get(finding.get("repro_source") or "")
+            path = root / finding["repro"] if root and finding.get("repro") else None
+            return path.read_text(encoding="utf-8") if path and path.is_file() else None
+
+        written = write_issue_drafts(merged, runs[0].data, Path(issues), read_repro)
+        print(f"torchconform: {len(written)} issue draft(s) in {issues}")

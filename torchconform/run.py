@@ -196,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "coverage", False):
         write_coverage(out, results)
     report_ok = write_report(out, results)
+    write_findings(out, results)
     print_summary(results, out, report_ok)
     failed = results["counts"]["fail"] > 0
     return 0 if not failed and returncode in (0, 5) and not interrupted else 1
@@ -257,6 +258,19 @@ def write_report(out: Path, results: dict) -> bool:
         print(f"torchconform: error: could not write {out / 'index.html'}: {type(exc).__name__}: {exc}",
               file=sys.stderr)
         return False
+
+
+def write_findings(out: Path, results: dict) -> None:
+    """``findings.html``: this run's failures as distinct findings (as a fuzzing campaign shows them)."""
+    try:
+        from reports.findings import write_findings_page
+        from suite import findings
+
+        state = findings.from_records(out, results.get("started") or "")
+        write_findings_page(findings.merge([(out.name, state)]), out)
+    except Exception as exc:  # never lose the results over the findings page
+        print(f"torchconform: error: could not write {out / 'findings.html'}: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
 
 
 def print_summary(results: dict, out: Path, report_ok: bool) -> None:

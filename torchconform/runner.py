@@ -81,15 +81,20 @@ class Progress:
 class ChildResult:
     returncode: int
     interrupted: bool
+    timed_out: bool = False  # stopped (like Ctrl-C) because ``timeout`` ran out
 
 
 def run_child(cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path,
-              on_line: Callable[[str], None], on_poll: Callable[[], None]) -> ChildResult:
-    """Run ``cmd``; call ``on_line`` per output line and ``on_poll`` after each line and at the end."""
+              on_line: Callable[[str], None], on_poll: Callable[[], None], timeout: float | None = None,
+              grace: float = GRACE_S) -> ChildResult:
+    """Run ``cmd``; call ``on_line`` per output line and ``on_poll`` after each line and at the end.
+
+    ``timeout``: seconds after which the child is stopped as by a Ctrl-C (SIGINT to its group, SIGKILL
+    ``grace`` seconds later) -- how a fuzzing campaign ends on time."""
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True, bufsize=0,
                             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
-    state = {"interrupted": False, "killer": None}
+    state = {"interrupted": False, "killer": None, "timed_out": False}
 
     def kill_group() -> None:
         try:
@@ -106,12 +111,21 @@ def run_child(cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path,
             os.killpg(proc.pid, signal.SIGINT)
         except (ProcessLookupError, PermissionError):
             pass
-        timer = threading.Timer(GRACE_S, kill_group)
+        timer = threading.Timer(grace, kill_group)
         timer.daemon = True
         timer.start()
         state["killer"] = timer
 
+    def on_timeout() -> None:
+        if not state["interrupted"]:
+            state["timed_out"] = True
+            on_signal(signal.SIGINT, None)
+
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    deadline = threading.Timer(timeout, on_timeout) if timeout is not None else None
+    if deadline is not None:
+        deadline.daemon = True
+        deadline.start()
     try:
         with open(log_path, "ab") as log:
             assert proc.stdout is not None
@@ -124,13 +138,16 @@ def run_child(cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path,
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if deadline is not None:
+            deadline.cancel()
         if state["killer"] is not None:
             state["killer"].cancel()
         # Leave nothing behind: DataLoader workers or ranks that outlived pytest share its process group.
         kill_group()
     on_poll()
     # A child killed by a signal (segfault in a kernel, our SIGKILL) reports -signum.
-    return ChildResult(returncode=returncode, interrupted=state["interrupted"])
+    return ChildResult(returncode=returncode, interrupted=state["interrupted"] and not state["timed_out"],
+                       timed_out=state["timed_out"])
 
 
 def _die_with_parent() -> None:
