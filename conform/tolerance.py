@@ -23,6 +23,17 @@ EPS = {
 }
 
 
+# Half the smallest positive subnormal: the largest error of rounding a tiny result to the dtype (a
+# float16 result of 1.4e-8 is stored as 0.0, correctly rounded).  Near zero the relative bound says
+# nothing, so every derived tolerance carries this absolute floor.
+TINY = {
+    "float64": 2.0**-1075,
+    "float32": 2.0**-150,
+    "float16": 2.0**-25,
+    "bfloat16": 2.0**-134,
+}
+
+
 @dataclass(frozen=True)
 class Tol:
     """|actual - expected| <= atol + rtol * |expected|, elementwise."""
@@ -54,13 +65,14 @@ def tolerance(dtype: str, ops: int = 1, reduction: int = 1, cond: float = 1.0, s
       a sum of magnitudes into an absolute one for results that cancel to ~0.
 
     A factor of 2 covers the final rounding of the output and of the float64
-    reference itself.  The bound is deliberately the rigorous worst case: a
-    planted kernel bug (a wrong divisor, a dropped term, a swapped mask) shows
+    reference itself; near zero that final rounding is absolute, at most half the
+    smallest subnormal (``TINY``), which the absolute part carries.  The bound is
+    deliberately the rigorous worst case: a planted kernel bug (a wrong divisor, a dropped term, a swapped mask) shows
     up at O(1/n) relative error or larger, orders of magnitude above it.
     """
     dtype = str(dtype).replace("torch.", "")
     eps = EPS[dtype]
     rtol = 2.0 * eps * (ops + max(reduction - 1, 0)) * cond
-    return Tol(rtol=rtol, atol=rtol * scale, why=f"{dtype}, ops={ops}, n={reduction}, cond={cond:.3g}")
+    return Tol(rtol=rtol, atol=rtol * scale + TINY[dtype], why=f"{dtype}, ops={ops}, n={reduction}, cond={cond:.3g}")
 
 

@@ -65,3 +65,13 @@ def test_raised_matches_type_alternatives_and_message_regex():
     assert compare(Raised("TypeError"), actual)
     assert compare(Raised("KeyError"), 3), "a value where an error was expected"
     assert compare(3, actual), "an error where a value was expected"
+
+
+def test_a_tiny_result_rounded_to_zero_in_its_dtype_conforms():
+    """Found by a fuzzing campaign: BatchNorm1d float16's running_var of 1.4e-8 is stored as 0.0, the
+    correctly rounded float16 value (below half the smallest subnormal, 2**-25)."""
+    import numpy as np
+
+    tol = tolerance("float16", cond=1.0, scale=1e-8)
+    assert compare(np.array([1.403e-8]), np.array([0.0]), tol) == []
+    assert compare(np.array([1e-6]), np.array([0.0]), tol), "a real error above the rounding floor still fails"
