@@ -172,7 +172,7 @@ def entry_repro_script(entry_id: str) -> str | None:
         entry = next(e for e in all_divergences() if e.id == entry_id)
         device = "cpu" if "*" in entry.devices or "cpu" in entry.devices else entry.devices[0]
         expect = entry.expectation(entry.repro, device)
-        return render(entry.rule, entry.repro, expect.expected, expect.tol, entry.runner, device, expect.key)
+        return render(entry.rule, entry.repro, expect.expected, expect.tol, entry.run, device, expect.key)
     except Exception:  # an entry of another build or a broken registry: the finding keeps no script
         return None
 

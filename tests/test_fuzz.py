@@ -241,3 +241,13 @@ def test_every_finding_without_a_standalone_script_gets_a_replay_from_the_databa
         script = (tmp_path / f["repro"]).read_text()
         compile(script, f["repro"], "exec")
         assert "redis://db:6379/0" in script and "suite/x/test_y.py::test_z[cpu]" in script
+
+
+def test_every_registry_entry_renders_a_standalone_repro_for_its_finding():
+    """A registered divergence's finding gets the entry's own minimal repro (the writer hides its errors,
+    so this test is what notices a broken one)."""
+    from suite.divergences import all_divergences
+    from suite.findings import entry_repro_script
+
+    broken = [e.id for e in all_divergences() if not (entry_repro_script(e.id) or "").startswith("#!")]
+    assert not broken, broken
