@@ -55,15 +55,12 @@ class Divergence:
     torch: str
     reason: str
     evidence: str
+    case_type: type | tuple[type, ...]
     when: Callable[[Any], bool]
-    torch_does: Callable[[Any, Any], Any] | None
+    torch_does: Callable[[Any, Any], Any]
     repro: Any
-    # TRANSITION (issue 11): old entries give reference_fn/torch_fn/tol; new ones case_type/expect/run.
-    reference_fn: Callable[[Any], Any] | None = None
-    torch_fn: Callable[[Any, str], Any] | None = None
-    case_type: type | tuple[type, ...] | None = None
-    expect: Callable[[Any, str], Expect | list[Expect]] | None = None
-    run: Callable[[Any, str], Any] | None = None
+    expect: Callable[[Any, str], Expect | list[Expect]]
+    run: Callable[[Any, str], Any]
     devices: tuple[str, ...] = ("*",)
     also_rules: tuple[str, ...] = ()
     bug_in: str = "torch"
