@@ -66,7 +66,10 @@ if __name__ == "__main__":
     import torch
 
     device = sys.argv[1] if len(sys.argv) > 1 else {device!r}
-    actual = select({torch_fn}(CASE, device), KEY)
+    try:
+        actual = select({torch_fn}(CASE, device), KEY)
+    except Exception as exc:  # an exception is an outcome, as in the suite (conform.check)
+        actual = Raised(type(exc).__name__, str(exc))
     mismatches = compare(EXPECTED, actual, TOL, RULE)
     print(f"torch {{torch.__version__}} on {{device}}: {{RULE}}")
     print("case:    ", CASE)
@@ -214,7 +217,7 @@ def render(rule: str, case: Any, expected: Any, tol: Tol, torch_fn: Callable, de
     info = RULES.get(rule)
     head = HEADER.format(rule=rule, statement=info.statement if info else "?", citation=info.citation if info else "?",
                          torch_version=torch.__version__, device=device, name="repro.py")
-    names = {torch_fn.__name__, "compare", "_short", "Tol", "np"} | _type_names(case) | _type_names(expected)
+    names = {torch_fn.__name__, "compare", "_short", "Tol", "Raised", "np"} | _type_names(case) | _type_names(expected)
     body = _pruned_sources(modules, names)
     main = MAIN.format(rule=rule, case=literal(case), expected=literal(expected), tol=tol, key=literal(key),
                        device=device, torch_fn=torch_fn.__name__)

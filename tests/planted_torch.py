@@ -19,3 +19,8 @@ def torch_add(case: AddCase, device: str):
     if case.fail_with:
         return Raised(case.fail_with, "planted")
     return (torch.tensor(case.a, dtype=torch.float64, device=device) + case.b).item()
+
+
+def torch_add_refusing(case: AddCase, device: str):
+    """A torch side that lets an exception escape (the suite records it as the outcome ``Raised``)."""
+    raise ValueError(f"planted refusal of {case.a} + {case.b} on {device}")

@@ -50,3 +50,17 @@ def test_planted_divergence_yields_a_reproducing_standalone_script(tmp_path):
     run = subprocess.run([sys.executable, "-I", str(moved)], cwd=moved.parent, capture_output=True, text=True, timeout=120)
     assert run.returncode == 1, run.stdout + run.stderr
     assert "expected: 1.0" in run.stdout and "actual:   0.0" in run.stdout and "REPRODUCES" in run.stdout
+
+
+
+def test_a_repro_whose_torch_side_raises_reports_the_exception_as_the_outcome(tmp_path):
+    """conform.check turns an escaping exception into Raised; the standalone script replays it the same way."""
+    from suite.repro import write_repro
+    from tests.planted_torch import AddCase, torch_add_refusing
+
+    path = write_repro(tmp_path, "module.selftest.planted", AddCase(1.0, 2.0), 4.0, tolerance("float64"),
+                       torch_add_refusing, "cpu")
+    run = subprocess.run([sys.executable, "-I", str(path)], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 1 and "REPRODUCES" in run.stdout, run.stdout + run.stderr
+    assert "ValueError" in run.stdout and "Traceback" not in run.stderr
