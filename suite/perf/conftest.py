@@ -64,18 +64,8 @@ def pytest_benchmark_generate_machine_info(config):
     return None  # pytest-benchmark's own (firstresult hook: None defers to it)
 
 
-def torch_build() -> dict:
-    """The build's identity; kept here (not imported from torchconform) so another env needs only torch."""
-    import torch
-
-    version = getattr(torch, "version", None)
-    return {"name": torch.__version__, "version": torch.__version__,
-            "git_version": getattr(version, "git_version", None), "cuda": getattr(version, "cuda", None),
-            "path": str(Path(torch.__file__).parent)}
-
-
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json: dict) -> None:
-    from suite.results import machine_key  # stdlib only: another env needs nothing more than torch
+    from suite.results import machine_key, torch_build  # stdlib only: another env needs nothing more than torch
 
     build = torch_build()
     output_json["torchconform"] = {"build": build["name"], "torch": build,
