@@ -3,8 +3,9 @@
 ``--benchmark-disable`` runs each once as a smoke test.
 
 Each saved JSON gets a ``torchconform`` block naming the torch build and the
-machine, which ``torchconform bench`` uses to file and check results.  This
-conftest imports nothing of the suite's conformance machinery: ``torchconform
+machine, which ``torchconform bench`` uses to file and check results (from
+``suite.results``, which needs only the standard library).  This conftest imports
+nothing of the suite's conformance machinery: ``torchconform
 bench --against`` runs these files with another environment's python
 (``--confcutdir suite/perf``), which needs only torch, numpy, pytest and
 pytest-benchmark.
