@@ -242,8 +242,9 @@ def write_coverage(out: Path, results: dict) -> None:
         render_page(out, table, results["build"]["name"])
         print(f"torchconform: coverage of torch's code under test: {out / 'coverage.html'}")
         for row in table:
-            print(f"  {row['line_pct'] if row['line_pct'] is not None else '-':>5}% lines "
-                  f"{row['branch_pct'] if row['branch_pct'] is not None else '-':>5}% branches  torch/{row['file']}")
+            pct = {k: "-" if row[k] is None else row[k] for k in ("line_pct", "open_pct", "branch_pct")}
+            print(f"  {pct['line_pct']:>5}% lines ({pct['open_pct']:>5}% of the unexplained) "
+                  f"{pct['branch_pct']:>5}% branches  torch/{row['file']}")
     except (OSError, ValueError, subprocess.SubprocessError) as exc:
         print(f"torchconform: error: coverage could not be summarized: {type(exc).__name__}: {exc}", file=sys.stderr)
 
