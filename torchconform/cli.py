@@ -6,6 +6,7 @@
     torchconform report DIR... [--out OUT] [--bench A B] [--bench-history [DIR]] [--issues DIR]
     torchconform bench  [--save-dir D] [--compare A B | --against PYTHON [--sessions N | --duration S]]
     torchconform repro  PATH [--device D] [--timeout S]
+    torchconform mutate --file F [--file G] [--out DIR] [--max-mutants N [--sample SEED]] [--timeout S]
 
 Bad options are one line on stderr and exit status 2, never a traceback.
 """
@@ -24,7 +25,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="torchconform", description="Differential conformance suite and fuzzer for PyTorch builds.")
-    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="{run,fuzz,matrix,report,bench,repro}")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="{run,fuzz,matrix,report,bench,repro,mutate}")
     sub.required = True
 
     r = sub.add_parser("run", help="run the suite against the installed torch and write results + report")
@@ -108,6 +109,18 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("path")
     rp.add_argument("--device", help="device to replay on (default: the one recorded in the script)")
     rp.add_argument("--timeout", type=float, default=300.0, help="seconds before the replay is abandoned")
+
+    mu = sub.add_parser("mutate", help="mutation testing of torch's code under test (cosmic-ray, on copies of the "
+                                       "files): per-mutant outcomes and a score per file")
+    mu.add_argument("--file", action="append", help="torch file(s) under test, relative to the torch package, "
+                                                    "comma-separated or repeated (e.g. utils/data/sampler.py)")
+    mu.add_argument("--out", help="output directory (default: reports/mutation/<torch version>/)")
+    mu.add_argument("--max-mutants", help="run at most N mutants per file (the first N, or a random sample with "
+                                          "--sample)")
+    mu.add_argument("--sample", help="seed of the random sample of --max-mutants mutants")
+    mu.add_argument("--timeout", help="seconds per mutant before it counts as killed by timeout "
+                                      "(default: 2x the baseline run + 30, at least 60)")
+    mu.add_argument("--nice", default="15", help="niceness of the test runs (default 15)")
     return p
 
 
@@ -130,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             from torchconform.bench import bench
             return bench(args)
+        if args.command == "mutate":
+            from torchconform.mutate import mutate
+            return mutate(args)
         from torchconform.repro import repro
         return repro(args)
     except UsageError as exc:
