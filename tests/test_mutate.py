@@ -128,3 +128,14 @@ def test_wilson_interval():
     assert mutate.wilson(0, 0) is None
     lo, hi = mutate.wilson(30, 60)
     assert 0.37 < lo < 0.38 and 0.62 < hi < 0.63
+
+
+def test_select():
+    population = [(i, i % 3 == 0) for i in range(30)]          # every third mutant is in an annotation
+    assert mutate.select(population, None, None) == population
+    first = mutate.select(population, 4, None)
+    assert [i for i, _ in first] == [1, 2, 4, 5]
+    sample = mutate.select(population, 5, 7)
+    assert sample == mutate.select(population, 5, 7) and len(sample) == 5 and not any(a for _, a in sample)
+    assert sample != mutate.select(population, 5, 8)
+    assert len(mutate.select(population, 100, 1)) == 20         # more than there are: every runnable one

@@ -191,6 +191,17 @@ def covered(line: int, executed: set[int], stmts: dict[int, tuple[int, ...]]) ->
     return line in executed or any(s in executed for s in stmts.get(line, ()))
 
 
+def select(population: list, max_mutants: int | None, seed: int | None) -> list:
+    """The mutants a run records: all of ``population`` (pairs ``(item, in_annotation)``), or at most
+    ``max_mutants`` of those outside annotations -- the first ones, or a sample seeded by ``seed``."""
+    runnable = [p for p in population if not p[1]]  # a limited run draws from the mutants it would run
+    if max_mutants is None or max_mutants >= len(runnable):
+        return population if max_mutants is None else runnable
+    if seed is None:
+        return runnable[:max_mutants]
+    return [runnable[i] for i in sorted(random.Random(seed).sample(range(len(runnable)), max_mutants))]
+
+
 # ---------------------------------------------------------------- scoring
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
@@ -393,13 +404,8 @@ def run_file(rel: str, opts: dict, log=print) -> dict:
             if part is not None and m.start_pos[0] not in part:
                 continue
             population.append((item, in_annotation(m.start_pos, spans)))
-        selected = population
-        if opts["max_mutants"] is not None and opts["max_mutants"] < len(population):
-            if opts["seed"] is not None:
-                idx = sorted(random.Random(opts["seed"]).sample(range(len(population)), opts["max_mutants"]))
-                selected = [population[i] for i in idx]
-            else:
-                selected = population[:opts["max_mutants"]]
+        runnable = [p for p in population if not p[1]]
+        selected = select(population, opts["max_mutants"], opts["seed"])
 
         previous = {}
         if result_path.exists():
@@ -426,7 +432,8 @@ def run_file(rel: str, opts: dict, log=print) -> dict:
             f" --sample {opts['seed']}" if opts["seed"] is not None else "")
         record = {"file": rel, "area": FILES[rel], "tool": f"{TOOL} {_tool_version()}", "torch": _torch_version(),
                   "source_sha256": digest, "tests": tests, "suite_commit": commit, "command": command,
-                  "population": len(population), "sample_seed": opts["seed"], "max_mutants": opts["max_mutants"],
+                  "population": len(population), "population_annotation": len(population) - len(runnable),
+                  "sample_seed": opts["seed"], "max_mutants": opts["max_mutants"],
                   "baseline_s": round(base_s, 1), "timeout_s": timeout, "covered_lines": sorted(executed),
                   "complete": False, "wall_s": None, "mutants": []}
         prior_wall = json.loads(result_path.read_text()).get("wall_s") or 0 if previous else 0
