@@ -12,9 +12,9 @@ from conform.outcome import Raised, compare
 from reference.parallel import data_parallel, gather, parallel_apply, replicate, scatter, scatter_kwargs
 from suite.parallel import divergences as registry
 from suite.parallel import strategies as S
-from suite.parallel.cases import (ApplyCase, DPCase, GatherCase, ModSpec, ReplicateCase, ScatterCase,
-                                  ScatterKwargsCase, apply_input, dp_inputs, leaf_values, replicate_values,
-                                  replicate_view)
+from suite.parallel.cases import (ApplyCase, DPCase, GatherCase, ImbalanceCase, ModSpec, ReplicateCase, ScatterCase,
+                                  ScatterKwargsCase, ScriptReplicateCase, apply_input, dp_inputs, leaf_values,
+                                  replicate_values, replicate_view)
 
 
 def scattered(case):
@@ -172,6 +172,39 @@ def test_data_parallel_values():
     assert np.allclose(running.expected, 0.1 * np.array([6, 1.5, 0])) and running.tol.rtol > 0
     one = DPCase(batch=3, features=1, n_replicas=1)
     assert not compare(only(data_parallel.scalar_expectations(one, dp_inputs(one))).expected, np.array(18.0))
+
+
+def test_data_parallel_imbalance_memory_first_then_cores():
+    def warned(ids, memory, cores):
+        return only(data_parallel.imbalance_expectations(ImbalanceCase(ids, memory, cores))).expected
+
+    # memory 4 of 8 < 3/4: GPU 5 (least) against GPU 2 (most); the cores are not looked at
+    (only_warning,) = warned((2, 5), (8, 4), (1, 8))
+    assert only_warning[1].startswith("There is an imbalance between your GPUs. You may want to exclude GPU 5 which")
+    assert "cores of GPU 2." in only_warning[1]
+    # memory 6 of 8 is exactly 3/4: not below; cores 2 of 3 are: GPU 0 (fewest) against GPU 1
+    assert "exclude GPU 0 " in warned((0, 1), (8, 6), (2, 3))[0][1]
+    assert warned((0, 1, 2), (8, 7, 6), (7, 6, 8)) == []  # both at exactly 3/4
+
+
+def test_data_parallel_functional_and_cpu_build():
+    case = DPCase(batch=3, features=1, n_replicas=2)
+    functional = only(data_parallel.functional_expectations(case, dp_inputs(case))).expected
+    assert functional["output"].tolist() == [[7, 2, 0], [5, 1, 0], [3, 0, 0]]
+    assert functional["no_inputs"].tolist() == [2, 4, 6]
+    raised = only(data_parallel.functional_cpu_build_expectations(case)).expected
+    assert raised.type == "RuntimeError" and raised.message == "^device type could not be determined$"
+    param = only(data_parallel.param_device_expectations(case, "cuda:0", "cpu")).expected
+    assert param["module"] == param["functional"] and param["module"].message.endswith("on device: cpu$")
+
+
+def test_replicate_script_module_and_empty_parallel_apply():
+    case = ScriptReplicateCase(n_devices=3, scripted_root=False, features=1, batch=3)
+    script = only(replicate.script_expectations(case, dp_inputs(case))).expected
+    assert script["scripted"] == [True] * 3 and [o.tolist() for o in script["outputs"]] == [
+        [[7, 2, 0], [5, 1, 0], [3, 0, 0]]] * 3
+    empty = only(parallel_apply.cpu_build_expectations(ApplyCase(scales=(), failures=()))).expected
+    assert "IndexError" in empty.type  # nothing documented for no modules: any refusal
 
 
 # ---- the registry's torch-as-built models ---------------------------------------------------------------

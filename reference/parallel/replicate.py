@@ -11,12 +11,14 @@ from typing import Callable
 
 from conform.expect import Expect
 from conform.rules import rule
+from reference.parallel.data_parallel import affine_forward
 
 REPLICATE_STRUCTURE = rule(
     "parallel.replicate.structure",
     "replicate returns one replica per device; each is a new module tree of the same types and child names, "
     "shared submodules stay shared within a replica, None children stay None, no object is shared between "
-    "replicas or with the original (on CPU: broadcast transport stood in by copies)",
+    "replicas or with the original; the same with TorchScript disabled (PYTORCH_JIT=0; stood in by the flag it "
+    "sets) (on CPU: broadcast transport stood in by copies)",
     "torch/nn/parallel/replicate.py: replicate; Module._replicate_for_data_parallel")
 REPLICATE_PARAMS = rule(
     "parallel.replicate.params",
@@ -36,6 +38,14 @@ REPLICATE_IS_REPLICA = rule(
     "parallel.replicate.is_replica",
     "every module of a replica has _is_replica = True; the original is untouched",
     "torch/nn/modules/module.py: Module._replicate_for_data_parallel")
+REPLICATE_SCRIPT = rule(
+    "parallel.replicate.script_module",
+    "ScriptModules in the network (all of whose descendants are ScriptModules: TorchScript refuses a Python "
+    "module under one) are replicated too: every replica holds its own ScriptModule copy computing what the "
+    "original computes (on CPU: broadcast transport stood in by copies)",
+    "torch/nn/parallel/replicate.py: _replicatable_module (a module 'cannot be replicated properly if the "
+    "descendants of any ScriptModule contains python module'); torch/jit/_script.py: "
+    "RecursiveScriptModule._replicate_for_data_parallel")
 REPLICATE_ZERO_GRAD = rule(
     "parallel.replicate.zero_grad_warning",
     "zero_grad() on a replica warns (UserWarning 'Calling .zero_grad() from a module created with "
@@ -119,3 +129,10 @@ ZERO_GRAD_WARNING = "Calling .zero_grad() from a module created with nn.DataPara
 def zero_grad_expectations(case) -> list[Expect]:
     return [Expect(REPLICATE_ZERO_GRAD, {"replicas": [[("UserWarning", ZERO_GRAD_WARNING)] for _ in range(case.n_devices)],
                                          "original": []})]
+
+
+def script_expectations(case, inputs: dict) -> list[Expect]:
+    """``case.n_devices`` replicas, each a distinct ScriptModule copy computing x W^T + b (``inputs``: weight,
+    bias, x; exact: small integers)."""
+    return [Expect(REPLICATE_SCRIPT, {"scripted": [True] * case.n_devices, "distinct": True,
+                                      "outputs": [affine_forward(inputs)] * case.n_devices})]

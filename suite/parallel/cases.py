@@ -124,13 +124,26 @@ class ReplicateCase:
     modules: tuple  # of ModSpec; modules[0] is the root
     n_devices: int
     detach: bool = False
+    jit: bool = True  # False: TorchScript disabled, as PYTORCH_JIT=0 does (torch.jit._state._enabled)
+
+
+@dataclass(frozen=True)
+class ScriptReplicateCase:
+    """replicate of a network holding a scripted Linear(features, 3) with the Affine weights: the network itself
+    (``scripted_root``) or the child ``inner`` of a Python module; every replica is applied to x."""
+
+    n_devices: int
+    scripted_root: bool
+    batch: int = 2
+    features: int = 2
 
 
 @dataclass(frozen=True)
 class ApplyCase:
     """``parallel_apply`` over ``len(scales)`` Worker modules: replica i computes ``x * scales[i] + add``;
     ``failures[i]`` names an exception type the replica raises instead (or None).  ``input_style``:
-    how replica inputs are passed ("tuple", "list", "bare" tensor, or "nontensor" (a plain int)).
+    how replica inputs are passed ("tuple", "list", "bare" tensor, "dict" ({"x": tensor}, the only argument) or
+    "nontensor" (a plain int)).
     ``n_inputs``/``n_kwargs``/``n_devices`` (None: same as modules; ``n_kwargs`` -1: kwargs_tup=None;
     ``n_devices`` -1: devices=None) make length mismatches."""
 
@@ -166,6 +179,16 @@ class DPCase:
     features: int
     n_replicas: int
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class ImbalanceCase:
+    """DataParallel(module, device_ids) over devices whose total memory and multiprocessor counts are given
+    (position k: device ``device_ids[k]``)."""
+
+    device_ids: tuple
+    memory: tuple
+    cores: tuple
 
 
 # ---- views of one outcome, one per rule (both sides apply the same view) -------------------------

@@ -4,8 +4,8 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from reference.parallel.scatter import chunk_sizes
-from suite.parallel.cases import (DTYPES, ApplyCase, DPCase, FallbackCase, GatherCase, ModSpec, ReplicateCase,
-                                  ScatterCase, ScatterKwargsCase)
+from suite.parallel.cases import (DTYPES, ApplyCase, DPCase, FallbackCase, GatherCase, ImbalanceCase, ModSpec,
+                                  ReplicateCase, ScatterCase, ScatterKwargsCase)
 
 devices = st.integers(1, 6)
 dtypes = st.sampled_from(DTYPES)
@@ -234,7 +234,8 @@ def replicate_cases(draw) -> ReplicateCase:
         modules.append(ModSpec(params=params, buffers=buffers, children=children, ties=ties, frozen=frozen,
                                grad_buffers=grad_buffers))
     # a module frozen or not decides its own parameters; a tie follows its source
-    return ReplicateCase(modules=tuple(modules), n_devices=draw(st.integers(0, 4)), detach=draw(st.booleans()))
+    return ReplicateCase(modules=tuple(modules), n_devices=draw(st.integers(0, 4)), detach=draw(st.booleans()),
+                         jit=draw(st.booleans()))
 
 
 # ---- parallel_apply -----------------------------------------------------------------------------
@@ -246,7 +247,7 @@ def apply_cases(draw, failures: bool = False, lengths: bool = False, no_device: 
     n = draw(st.integers(1, 4))
     fails = tuple(draw(st.one_of(st.none(), st.sampled_from(FAILURES))) if failures else None for _ in range(n))
     n_inputs = n_kwargs = n_devices = None
-    style = draw(st.sampled_from(["tuple", "list", "bare"]))
+    style = draw(st.sampled_from(["tuple", "list", "bare", "dict"]))
     if lengths:
         which = draw(st.sampled_from(["inputs", "kwargs", "devices"]))
         wrong = draw(st.integers(0, 5).filter(lambda k: k != n))
@@ -256,7 +257,7 @@ def apply_cases(draw, failures: bool = False, lengths: bool = False, no_device: 
     else:
         n_kwargs = draw(st.sampled_from([None, -1]))
         n_devices = draw(st.sampled_from([None, -1]))
-        style = draw(st.sampled_from(["tuple", "list", "bare", "nontensor"])) if n_devices is None else style
+        style = draw(st.sampled_from(["tuple", "list", "bare", "dict", "nontensor"])) if n_devices is None else style
     return ApplyCase(scales=tuple(draw(st.integers(-3, 3)) for _ in range(n)), failures=fails, input_style=style,
                      n_inputs=n_inputs, n_kwargs=n_kwargs, n_devices=n_devices, rows=draw(st.integers(1, 4)),
                      grad_enabled=draw(st.booleans()))
@@ -273,3 +274,12 @@ def dp_cases(replicas=st.integers(1, 4), min_rows_per_chunk: int = 1) -> st.Sear
     return st.builds(DPCase, batch=st.integers(1, 9), features=st.integers(1, 4), n_replicas=replicas,
                      seed=st.integers(0, 5)).filter(
         lambda c: min(chunk_sizes(c.batch, c.n_replicas)) >= min_rows_per_chunk)
+
+
+@st.composite
+def imbalance_cases(draw) -> ImbalanceCase:
+    """Distinct values per property (the least and the most are one device each); small integers put ratios
+    on both sides of 3/4 and on it (3 of 4, 6 of 8)."""
+    ids = tuple(draw(st.lists(st.integers(0, 5), min_size=2, max_size=4, unique=True)))
+    values = st.lists(st.integers(1, 8), min_size=len(ids), max_size=len(ids), unique=True).map(tuple)
+    return ImbalanceCase(device_ids=ids, memory=draw(values), cores=draw(values))

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import event, given, settings
+from hypothesis import event, example, given, settings
 
 from reference.parallel import parallel_apply as ref
 from suite.parallel import strategies as S
-from suite.parallel.cases import apply_input
+from suite.parallel.cases import ApplyCase, apply_input
 from suite.parallel.torch_side.common import accelerator_available
 from suite.parallel.torch_side.parallel_apply import run_parallel_apply, run_parallel_apply_unpatched
 
@@ -17,6 +17,8 @@ FEW = settings(max_examples=min(15, settings.default.max_examples))  # each exam
 @pytest.mark.rules(ref.APPLY_ORDER, ref.APPLY_GRAD_MODE)
 @FEW
 @given(case=S.apply_cases())
+# devices=None: each replica's device is looked up in its input, here through a dict (get_a_var)
+@example(case=ApplyCase(scales=(1, -2), failures=(None, None), input_style="dict", n_devices=-1))
 def test_parallel_apply_order(conform, device, case):
     event(f"input style {case.input_style}")
     conform.check(case, ref.expectations(case, apply_input), run=run_parallel_apply)
@@ -50,6 +52,7 @@ def test_parallel_apply_no_device(conform, device, case):
 @pytest.mark.rules(ref.APPLY_CPU_BUILD)
 @FEW
 @given(case=S.apply_cases())
+@example(case=ApplyCase(scales=(), failures=()))  # no module: no stream is asked for, the availability check refuses
 def test_parallel_apply_cpu_build(conform, device, case):
     if accelerator_available():
         pytest.skip("this build has an accelerator: the CPU-only behaviour does not apply")

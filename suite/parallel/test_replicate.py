@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 
 from reference.parallel import replicate as ref
 from suite.parallel import strategies as S
-from suite.parallel.cases import replicate_values, replicate_view
-from suite.parallel.torch_side.replicate import run_replicate, run_zero_grad
+from suite.parallel.cases import (ModSpec, ReplicateCase, ScriptReplicateCase, dp_inputs, replicate_values,
+                                  replicate_view)
+from suite.parallel.torch_side.replicate import run_replicate, run_replicate_script, run_zero_grad
 
 
 @pytest.mark.rules(*ref.VIEWS)
 @given(case=S.replicate_cases())
+# a diamond: the root's second child was met below its first, so the ScriptModule check skips it (memo)
+@example(case=ReplicateCase(modules=(ModSpec(children=(("c0", 1), ("c1", 2))), ModSpec(children=(("c0", 2),)),
+                                     ModSpec(params=(("p0", 2),))), n_devices=2))
 def test_replicate(conform, device, case):
     conform.check(case, ref.expectations(case, replicate_values, replicate_view), run=run_replicate)
 
@@ -20,3 +24,10 @@ def test_replicate(conform, device, case):
 @given(case=S.replicate_cases())
 def test_replicate_zero_grad_warning(conform, device, case):
     conform.check(case, ref.zero_grad_expectations(case), run=run_zero_grad)
+
+
+@pytest.mark.rules(ref.REPLICATE_SCRIPT)
+@pytest.mark.parametrize("scripted_root", [True, False], ids=["script-root", "script-child"])
+def test_replicate_script_module(conform, device, scripted_root):
+    case = ScriptReplicateCase(n_devices=2, scripted_root=scripted_root)
+    conform.check(case, ref.script_expectations(case, dp_inputs(case)), run=run_replicate_script)

@@ -8,7 +8,8 @@ stood in, *inside torch's modules* and restored in ``finally``:
 - ``Scatter``/``Gather`` (scatter_gather.py's names) by ``CpuScatter``/``CpuGather``, which follow the
   documented transport: ``tensor.chunk(len(devices), dim)`` copied per device (torch/csrc/cuda/comm.cpp:
   scatter), and concatenation along dim with 0-dim inputs unsqueezed under a warning (Gather.forward);
-- replicate.py's ``_broadcast_coalesced_reshape`` by per-device copies (``torch_side/replicate.py``);
+- replicate.py's transport (``comm.broadcast_coalesced``, ``_functions.Broadcast``) by per-device copies
+  (``torch_side/replicate.py``; ``_broadcast_coalesced_reshape`` itself runs);
 - parallel_apply.py's ``torch.accelerator`` by no-op stream and device guards (``torch_side/parallel_apply.py``;
   threads run for real).
 
@@ -33,6 +34,8 @@ from suite.parallel.cases import leaf_values
 SCATTER_GATHER = importlib.import_module("torch.nn.parallel.scatter_gather")
 REPLICATE = importlib.import_module("torch.nn.parallel.replicate")
 PARALLEL_APPLY = importlib.import_module("torch.nn.parallel.parallel_apply")
+DATA_PARALLEL = importlib.import_module("torch.nn.parallel.data_parallel")
+FUNCTIONS = importlib.import_module("torch.nn.parallel._functions")
 
 RECORDS = {n: namedtuple(f"Rec{n}", [f"f{i}" for i in range(n)]) for n in range(5)}
 GATHER_WARNING_PREFIX = "Was asked to gather"

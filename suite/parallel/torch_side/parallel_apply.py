@@ -74,6 +74,8 @@ class Worker(torch.nn.Module):
         time.sleep(self.delay)
         if self.failure is not None:
             raise make_exception(self.failure, self.index)
+        if isinstance(x, dict):  # the "dict" input style: the tensor is its value
+            x = x["x"]
         if isinstance(x, int):
             return x * self.k + add
         return x * self.weight + add
@@ -90,7 +92,7 @@ def _apply_arguments(case: ApplyCase, device: str):
         if case.input_style == "nontensor":
             return i
         x = torch.from_numpy(apply_input(i, case.rows)).float().to(replica_device(device, targets[i]))
-        return {"tuple": (x,), "list": [x], "bare": x}[case.input_style]
+        return {"tuple": (x,), "list": [x], "bare": x, "dict": {"x": x}}[case.input_style]
 
     inputs = [one_input(i) for i in range(n_inputs)]
     kwargs = None if case.n_kwargs == -1 else [{"add": i + 1} for i in range(n if case.n_kwargs is None else case.n_kwargs)]
@@ -107,11 +109,15 @@ def encode_apply_outputs(outputs) -> dict:
     return {"outputs": encoded, "requires_grad": grads}
 
 
+def accelerator_stand_in(device: str):
+    """On CPU, parallel_apply.py sees torch.accelerator (torch.cuda before 2.8) as no-op stream/device guards."""
+    return patched(PARALLEL_APPLY, torch=TorchWithCpuAccelerator()) if on_cpu(device) else contextlib.nullcontext()
+
+
 def run_parallel_apply(case: ApplyCase, device: str):
     modules, inputs, kwargs, devices = _apply_arguments(case, device)
-    stand_in = patched(PARALLEL_APPLY, torch=TorchWithCpuAccelerator()) if on_cpu(device) else contextlib.nullcontext()
     try:
-        with stand_in, torch.set_grad_enabled(case.grad_enabled):
+        with accelerator_stand_in(device), torch.set_grad_enabled(case.grad_enabled):
             outputs = PARALLEL_APPLY.parallel_apply(modules, inputs, kwargs, devices)
     except Exception as exc:
         return Raised.from_exception(exc)

@@ -2,22 +2,51 @@
 encode every replica and the original."""
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
 
 from conform.outcome import Raised
-from suite.parallel.cases import REPLICATE_VIEWS, ReplicateCase, replicate_values, replicate_view
-from suite.parallel.torch_side.common import REPLICATE, on_cpu, patched, replica_device, target_indices
+from suite.parallel.cases import (REPLICATE_VIEWS, ReplicateCase, ScriptReplicateCase, affine_input, affine_params,
+                                  replicate_values, replicate_view)
+from suite.parallel.torch_side.common import FUNCTIONS, REPLICATE, on_cpu, patched, replica_device, target_indices
 
 
-def cpu_broadcast(tensors, devices, detach=False):
-    """Stand-in for replicate._broadcast_coalesced_reshape, as the transport documents it: devices[0] gets the
-    input tensors as-is under detach (comm.broadcast_coalesced; torch/csrc/cuda/comm.cpp, NOTE [ Version Counter
-    in comm.*_coalesced ]) and views of them through the Broadcast autograd function otherwise; every other
-    device gets copies (detached under detach)."""
-    first = list(tensors) if detach else [t.view_as(t) for t in tensors]
-    return [first] + [[t.detach().clone() if detach else t.clone() for t in tensors] for _ in devices[1:]]
+def _handle_complex(t):
+    # comm.broadcast_coalesced hands complex tensors to the transport as real views (comm.py: _handle_complex)
+    return t if isinstance(t, torch.nn.UninitializedParameter) or not t.is_complex() else torch.view_as_real(t)
+
+
+class CpuComm:
+    """Stand-in for the ``comm`` module replicate.py calls under detach: ``broadcast_coalesced`` as the transport
+    documents it -- devices[0] gets the input tensors as-is (torch/csrc/cuda/comm.cpp: broadcast_coalesced,
+    ``outputs[0] = tensors``; NOTE [ Version Counter in comm.*_coalesced ]), every other device detached copies."""
+
+    @staticmethod
+    def broadcast_coalesced(tensors, devices, buffer_size=10485760):
+        tensors = [_handle_complex(t) for t in tensors]
+        return [list(tensors)] + [[t.detach().clone() for t in tensors] for _ in devices[1:]]
+
+
+class CpuBroadcast:
+    """Stand-in for _functions.Broadcast (the differentiable broadcast): one flat tuple, device after device;
+    devices[0] gets views of the inputs, the others copies, each differentiable where its input requires grad."""
+
+    @staticmethod
+    def apply(devices, *tensors):
+        first = [t.view_as(t) for t in tensors]
+        return tuple(first + [t.clone() for _ in devices[1:] for t in tensors])
+
+
+def broadcast_stand_in(device: str):
+    """On CPU, replicate.py's own _broadcast_coalesced_reshape runs with only the transport stood in."""
+    if not on_cpu(device):
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(patched(REPLICATE, comm=CpuComm))
+    stack.enter_context(patched(FUNCTIONS, Broadcast=CpuBroadcast))
+    return stack
 
 
 class Node(torch.nn.Module):
@@ -83,14 +112,57 @@ def encode_network(root: torch.nn.Module, case: ReplicateCase) -> tuple[list, li
     return entries, order
 
 
+@contextlib.contextmanager
+def jit_enabled(enabled: bool):
+    """TorchScript on or off for the call, as PYTORCH_JIT=0 at import leaves it (torch.jit._state._enabled)."""
+    state = torch.jit._state._enabled
+    saved = state.enabled
+    state.enabled = enabled
+    try:
+        yield
+    finally:
+        state.enabled = saved
+
+
 def replicate_network(case: ReplicateCase, device: str):
     first = target_indices(device, 1)[0]
     network = build_network(case, replica_device(device, first))
     targets = target_indices(device, case.n_devices)
-    if on_cpu(device):
-        with patched(REPLICATE, _broadcast_coalesced_reshape=cpu_broadcast):
-            return network, REPLICATE.replicate(network, targets, case.detach)
-    return network, REPLICATE.replicate(network, targets, case.detach)
+    with broadcast_stand_in(device), jit_enabled(case.jit):
+        return network, REPLICATE.replicate(network, targets, case.detach)
+
+
+class Holder(torch.nn.Module):
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+def run_replicate_script(case: ScriptReplicateCase, device: str) -> dict:
+    """Replicate a network holding a scripted Linear; each replica's scripted part, and its output on x."""
+    targets = target_indices(device, case.n_devices)
+    linear = torch.nn.Linear(case.features, 3)
+    weight, bias = affine_params(case.features)
+    with torch.no_grad():
+        linear.weight.copy_(torch.from_numpy(weight))
+        linear.bias.copy_(torch.from_numpy(bias))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.script is deprecated from 2.10 on
+        scripted = torch.jit.script(linear).to(replica_device(device, targets[0]))
+    network = scripted if case.scripted_root else Holder(scripted)
+    x = torch.from_numpy(affine_input(case.batch, case.features)).float()
+    try:
+        with broadcast_stand_in(device):
+            replicas = REPLICATE.replicate(network, targets)
+        inner = [r if case.scripted_root else r.inner for r in replicas]
+        outputs = [r(x.to(replica_device(device, t))).detach().cpu().numpy() for r, t in zip(replicas, targets)]
+    except Exception as exc:
+        return {"scripted": Raised.from_exception(exc), "distinct": None, "outputs": None}
+    return {"scripted": [isinstance(m, torch.jit.ScriptModule) for m in inner],
+            "distinct": len({id(m) for m in inner + [scripted]}) == len(inner) + 1, "outputs": outputs}
 
 
 def run_replicate(case: ReplicateCase, device: str) -> dict:
