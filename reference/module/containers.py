@@ -7,6 +7,7 @@ from __future__ import annotations
 from conform.expect import Expect
 from conform.outcome import Raised
 from conform.rules import rule
+from reference.module.traversal import DIR
 
 SRC = "torch/nn/modules/container.py"
 
@@ -50,6 +51,25 @@ CT_REPR = rule("module.containers.repr",
     "compresses runs of equal consecutive reprs into '(i-j): n x <repr>'; empty containers print 'Name()'.",
     f"{SRC}: ModuleList.__repr__; torch/nn/modules/module.py: Module.__repr__")
 
+CT_CALL = rule("module.containers.call",
+    "Calling a Sequential feeds the input through its modules in order (an empty one returns the input); "
+    "ModuleList/ModuleDict have no forward (Module's NotImplementedError 'Module [<Name>] is missing the required "
+    "\"forward\" function'), ParameterList/ParameterDict raise RuntimeError '<Name> should not be called.'.",
+    f"{SRC}: Sequential docstring ('The forward() method of Sequential accepts any input and forwards it to the "
+    "first module it contains'), ModuleDict ('remove forward altogether to fallback on Module's "
+    "_forward_unimplemented'), ParameterList.__call__, ParameterDict.__call__")
+CT_DICT_VIEWS = rule("module.containers.dict_views",
+    "ModuleDict/ParameterDict keys()/values()/items()/iter() follow insertion order, reversed() (ParameterDict) the "
+    "reverse, clear() empties; ParameterDict.copy() and fromkeys(keys, default) build new ParameterDicts (the same "
+    "Parameter objects), d | other and d |= other update a copy / d in other's order, other | d a copy of other.",
+    f"{SRC}: ModuleDict.keys/items/values/clear, ParameterDict.copy/fromkeys/__reversed__/__or__/__ror__/__ior__")
+CT_DICT_UPDATE = rule("module.containers.dict_update",
+    "ModuleDict/ParameterDict.update accepts a mapping or an iterable of key/value pairs, overwriting existing keys; "
+    "the order of new keys is preserved for an OrderedDict or pairs (a plain dict's order is not promised); a "
+    "non-iterable argument or element raises TypeError, an element of length != 2 ValueError.",
+    f"{SRC}: ModuleDict.update, ParameterDict.update (note: 'If modules is an OrderedDict, a ModuleDict, or an "
+    "iterable of key-value pairs, the order of new elements in it is preserved')")
+
 LISTS = ("Sequential", "ModuleList", "ParameterList")
 # reprs of the pool modules (suite/module/cases.py: m4 and m5 have one child 'x')
 POOL_REPR = {"m1": "Module()", "m2": "Module()", "m3": "Module()", "m4": "Module(\n  (x): Module()\n)",
@@ -61,9 +81,24 @@ def _indent2(text: str) -> str:
     return "\n".join([first] + ["  " + line for line in rest])
 
 
-def container_repr(c: str, items) -> str:
+def _device_suffix(device: str) -> str:
+    """ParameterList/ParameterDict.extra_repr name the device of CUDA tensors only: ' (cuda:0)'."""
+    if device == "cpu":
+        return ""
+    return f" ({device if ':' in device else device + ':0'})"
+
+
+def container_repr(c: str, items, device: str = "cpu") -> str:
     if not items:
         return c + "()"
+    if c.startswith("Parameter"):
+        # every pool value is a float32 tensor of size 2, held as a Parameter (ParameterList.extra_repr prints the
+        # dtype, ParameterDict.extra_repr torch.typename)
+        kind = "torch.float32" if c == "ParameterList" else \
+            ("torch.FloatTensor" if device == "cpu" else f"torch.{device.split(':')[0]}.FloatTensor")
+        lines = [f"  ({k}): Parameter containing: [{kind} of size 2{_device_suffix(device)}]" for k, _ in items]
+        # Module.__repr__ layout of an extra_repr without children: inline when it is one line
+        return c + ("(" + lines[0] + ")" if len(lines) == 1 else "(\n  " + "\n  ".join(lines) + "\n)")
     if c == "ModuleList":
         blocks: list = []  # [start, end, repr]
         for i, (_, lab) in enumerate(items):
@@ -99,10 +134,22 @@ class _Err(Exception):
         self.outcome = outcome
 
 
+_UPDATES = ("update", "update_dict", "update_pairs", "update_bad")
+_VIEWS = ("keys", "values", "items", "iter", "reversed", "clear", "copy", "fromkeys", "or", "ror", "ior")
+
+
 def op_rule(program, op) -> str:
     c, k = program.container, op.kind
     if k == "repr":
         return CT_REPR
+    if k == "call":
+        return CT_CALL
+    if k == "dir":
+        return DIR
+    if k in _UPDATES[1:]:
+        return CT_DICT_UPDATE
+    if k in _VIEWS:
+        return CT_DICT_VIEWS
     if c == "ModuleDict":
         return CT_MODULEDICT
     if c == "ParameterDict":
@@ -111,11 +158,13 @@ def op_rule(program, op) -> str:
         return CT_PARAMLIST
     return {"getitem": CT_INDEX, "getslice": CT_SLICE, "setitem": CT_SETITEM, "delitem": CT_DELETE,
             "delslice": CT_DELETE, "pop": CT_DELETE, "append": CT_APPEND, "slice_append": CT_APPEND, "extend": CT_APPEND, "iadd": CT_APPEND,
-            "insert": CT_INSERT, "add": CT_ADD, "mul": CT_MUL, "imul": CT_MUL, "len": CT_INDEX}[k]
+            "insert": CT_INSERT, "add": CT_ADD, "add_list": CT_ADD, "iadd_list": CT_APPEND, "mul": CT_MUL, "imul": CT_MUL, "rmul": CT_MUL,
+            "extend_bad": CT_APPEND, "len": CT_INDEX}[k]
 
 
-def run(program):
-    """(result of the last op, keys, labels) per the documented semantics."""
+def run(program, device: str = "cpu"):
+    """(result of the last op, keys, labels) per the documented semantics (``device``: where the tensors live,
+    which the parameter containers' repr names)."""
     c = program.container
     if c in LISTS or c == "ModuleDict":
         items = [(str(i), _value(c, v)) for i, v in enumerate(program.init)] if c in LISTS else \
@@ -127,17 +176,29 @@ def run(program):
     result = None
     for op in program.ops:
         try:
-            result, items = _apply(c, items, op)
+            result, items = _apply(c, items, op, device)
         except _Err as err:
             result = err.outcome
     return result, [k for k, _ in items], [v for _, v in items]
 
 
-def _apply(c, items, op):
+def _apply(c, items, op, device="cpu"):
     k, a = op.kind, op.args
     n = len(items)
     if k == "repr":
-        return container_repr(c, items), items
+        return container_repr(c, items, device), items
+    if k == "call":
+        if c.startswith("Parameter"):
+            raise _Err(Raised("RuntimeError", f"^{c} should not be called\\.$"))
+        if c != "Sequential" or items:
+            # the pool modules are plain Modules: the first one has no forward, nor have ModuleList/ModuleDict
+            name = "Module" if c == "Sequential" else c
+            raise _Err(Raised("NotImplementedError", rf'Module \[{name}\] is missing the required "forward" function'))
+        return a[0], items
+    if k == "dir":
+        return [], items  # the digit keys of the items are not listed
+    if k == "extend_bad":
+        raise _Err(Raised("TypeError", None))
     if c in ("ModuleDict", "ParameterDict"):
         return _apply_dict(c, items, op)
     if k == "len":
@@ -179,12 +240,16 @@ def _apply(c, items, op):
     if k == "add":
         values = [v for _, v in items] + list(a)
         return (c, ([str(i) for i in range(len(values))], values)), items
-    if k in ("mul", "imul"):
+    if k in ("add_list", "iadd_list"):
+        raise _Err(Raised("ValueError", "add operator supports only objects of Sequential class"))
+    if k in ("mul", "imul", "rmul"):
+        if not isinstance(a[0], int):
+            raise _Err(Raised("TypeError", "unsupported operand type"))
         if a[0] <= 0:
             raise _Err(Raised("ValueError", f"Non-positive multiplication factor {a[0]}"))
         values = [v for _, v in items] * a[0]
         out = [(str(i), v) for i, v in enumerate(values)]
-        return ((c, ([key for key, _ in out], values)), items) if k == "mul" else (None, out)
+        return ((c, ([key for key, _ in out], values)), items) if k != "imul" else (None, out)
     raise ValueError(k)
 
 
@@ -196,6 +261,10 @@ def _apply_dict(c, items, op):
     if k == "contains":
         return a[0] in d, items
     if k == "getitem":
+        if not isinstance(a[0], str):
+            # ParameterDict keys are strings ('Index given to ParameterDict cannot be used as a key as it is not a
+            # string'); ModuleDict keys are looked up like a dict's
+            raise _Err(Raised("TypeError" if c == "ParameterDict" else "KeyError", None))
         if a[0] not in d:
             raise _Err(Raised("KeyError", None))
         return d[a[0]], items
@@ -212,10 +281,42 @@ def _apply_dict(c, items, op):
             raise _Err(Raised("KeyError", None))
         v = d.pop(a[0])
         return (None if k == "delitem" else v), list(d.items())
-    if k == "update":
+    if k in ("update", "update_dict", "update_pairs"):
+        # update_dict draws its keys sorted, so a plain dict's order (not promised) cannot matter
         for key, v in a:
             d[key] = _value(c, v)
         return None, list(d.items())
+    if k == "update_bad":
+        what = a[0]
+        if what == "len":
+            raise _Err(Raised("ValueError", "update sequence element #0 has length 1; 2 is required"))
+        raise _Err(Raised("TypeError", "should be called with an iterable" if what == "notiter"
+                          else "update sequence element #0 should be Iterable"))
+    if k in ("keys", "iter"):
+        return list(d), items
+    if k == "values":
+        return list(d.values()), items
+    if k == "items":
+        return list(d.items()), items
+    if k == "reversed":
+        return list(reversed(list(d))), items
+    if k == "clear":
+        return None, []
+    if k == "copy":
+        return (c, (list(d), list(d.values()))), items
+    if k == "fromkeys":
+        keys, default = a
+        fresh = dict.fromkeys(keys, None if default is None else _value(c, default))
+        return (c, (list(fresh), list(fresh.values()))), items
+    if k in ("or", "ior"):
+        new = dict(d)
+        new.update((key, _value(c, v)) for key, v in a)
+        return ((c, (list(new), list(new.values()))), items) if k == "or" else (None, list(new.items()))
+    if k == "ror":
+        # other | d: a copy of the plain dict ``other`` updated with d's entries (a dict, values as stored in d)
+        new = {key: v for key, v in a}
+        new.update(d)
+        return ("dict", list(new.items())), items
     if k == "popitem":
         if not d:
             raise _Err(Raised("KeyError", None))
@@ -228,6 +329,6 @@ def _apply_dict(c, items, op):
     raise ValueError(k)
 
 
-def expectations(program) -> list[Expect]:
+def expectations(program, device: str = "cpu") -> list[Expect]:
     """A ContainerProgram: (result of the last op, keys, labels) under the rule its last op is about."""
-    return [Expect(op_rule(program, program.ops[-1]), run(program))]
+    return [Expect(op_rule(program, program.ops[-1]), run(program, device))]

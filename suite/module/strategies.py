@@ -6,8 +6,10 @@ toward empty programs and trees, the first choice of each list (first key, first
 and indices near 0.  The groups below follow the test files that use them."""
 from __future__ import annotations
 
+import functools
+
 import torch
-from hypothesis import event
+from hypothesis import event, target
 from hypothesis import strategies as st
 
 from reference.module import registration as reg
@@ -28,59 +30,94 @@ IDX = st.integers(-5, 5)
 SLICES = st.tuples(st.one_of(st.none(), IDX), st.one_of(st.none(), IDX), st.sampled_from([None, 1, 2, -1]))
 
 
-def list_ops(container, items):
+@functools.lru_cache(maxsize=None)  # strategies are built once per container (building them per draw cost ~20%)
+def list_ops(container) -> dict:
+    """The op kinds a list container's programs may use, each with its strategy."""
     labels = st.sampled_from(MODS if container != "ParameterList" else PARS + TENS)
-    ops = [st.builds(CtOp, st.just("getitem"), st.tuples(IDX)), st.builds(CtOp, st.just("getslice"), SLICES),
-           st.builds(CtOp, st.just("setitem"), st.tuples(IDX, labels)),
-           st.builds(CtOp, st.just("append"), st.tuples(labels)),
-           st.builds(CtOp, st.just("extend"), st.lists(labels, max_size=3).map(tuple)),
-           st.just(CtOp("len"))]
+    some = st.lists(labels, max_size=3).map(tuple)
+    ops = {"getitem": st.builds(CtOp, st.just("getitem"), st.tuples(IDX)),
+           "getslice": st.builds(CtOp, st.just("getslice"), SLICES),
+           "setitem": st.builds(CtOp, st.just("setitem"), st.tuples(IDX, labels)),
+           "append": st.builds(CtOp, st.just("append"), st.tuples(labels)),
+           "extend": st.builds(CtOp, st.just("extend"), some),
+           # a non-iterable (and for ParameterList a tensor, never unpacked) is refused with TypeError
+           "extend_bad": st.just(CtOp("extend_bad", (5,))),
+           "len": st.just(CtOp("len")), "repr": st.just(CtOp("repr")), "call": st.just(CtOp("call", (7,))),
+           "dir": st.just(CtOp("dir"))}
     if container != "ParameterList":
-        ops += [st.builds(CtOp, st.just("delitem"), st.tuples(IDX)), st.builds(CtOp, st.just("pop"), st.tuples(IDX)),
-                st.builds(CtOp, st.just("delslice"), SLICES),
-                st.builds(CtOp, st.just("add"), st.lists(labels, max_size=3).map(tuple)),
-                st.builds(CtOp, st.just("iadd"), st.lists(labels, max_size=3).map(tuple))]
-    if container != "ParameterList":
-        ops.append(st.just(CtOp("repr")))
+        ops.update({"delitem": st.builds(CtOp, st.just("delitem"), st.tuples(IDX)),
+                    "pop": st.builds(CtOp, st.just("pop"), st.tuples(IDX)),
+                    "delslice": st.builds(CtOp, st.just("delslice"), SLICES),
+                    "add": st.builds(CtOp, st.just("add"), some),
+                    "iadd": st.builds(CtOp, st.just("iadd"), some)})
     if container == "Sequential":
-        ops += [st.builds(CtOp, st.just("slice_append"), st.tuples(st.just(0), st.none(), st.just(None), labels)),
+        factor = st.one_of(st.integers(-1, 3), st.just(1.5))  # 1.5: not an int, TypeError
+        ops.update({
+            "slice_append": st.one_of(
+                st.builds(CtOp, st.just("slice_append"), st.tuples(st.just(0), st.none(), st.just(None), labels)),
                 # a slice not starting at 0 keeps its original keys: registered divergence region
-                st.builds(CtOp, st.just("slice_append"), st.tuples(IDX, IDX, st.sampled_from([None, 2]), labels)),
-                st.builds(CtOp, st.just("insert"), st.tuples(IDX, labels)),
-                st.builds(CtOp, st.sampled_from(["mul", "imul"]), st.tuples(st.integers(-1, 3)))]
+                st.builds(CtOp, st.just("slice_append"), st.tuples(IDX, IDX, st.sampled_from([None, 2]), labels))),
+            "insert": st.builds(CtOp, st.just("insert"), st.tuples(IDX, labels)),
+            "mul": st.builds(CtOp, st.sampled_from(["mul", "imul", "rmul"]), st.tuples(factor)),
+            "add_list": st.builds(CtOp, st.sampled_from(["add_list", "iadd_list"]), some)})
     if container == "ModuleList":
         # indices outside [0, len] hit a registered divergence (test_modulelist_insert_index)
-        ops += [st.builds(CtOp, st.just("insert"), st.tuples(st.integers(0, 0), labels))]
-    return st.one_of(ops)
+        ops["insert"] = st.builds(CtOp, st.just("insert"), st.tuples(st.integers(0, 0), labels))
+    return ops
 
 
-def dict_ops(container):
+@functools.lru_cache(maxsize=None)
+def dict_ops(container) -> dict:
+    """The op kinds a dict container's programs may use, each with its strategy."""
     labels = st.sampled_from(MODS if container == "ModuleDict" else PARS + TENS)
-    ops = [st.builds(CtOp, st.sampled_from(["delitem", "pop", "contains"]), st.tuples(KEYS)),
-           st.builds(CtOp, st.just("setitem"), st.tuples(KEYS, labels)),
-           st.builds(CtOp, st.just("update"), st.lists(st.tuples(KEYS, labels), max_size=3,
-                                                       unique_by=lambda kv: kv[0]).map(tuple)),
-           st.just(CtOp("len"))]
+    pairs = st.lists(st.tuples(KEYS, labels), max_size=3, unique_by=lambda kv: kv[0]).map(tuple)
+    ops = {"delete": st.builds(CtOp, st.sampled_from(["delitem", "pop", "contains"]), st.tuples(KEYS)),
+           "setitem": st.builds(CtOp, st.just("setitem"), st.tuples(KEYS, labels)),
+           "update": st.builds(CtOp, st.sampled_from(["update", "update_pairs"]), pairs),
+           # a plain dict's order is not promised: its keys are drawn sorted, so any order reads the same
+           "update_dict": st.builds(CtOp, st.just("update_dict"), pairs.map(lambda kv: tuple(sorted(kv)))),
+           "update_bad": st.builds(CtOp, st.just("update_bad"), st.tuples(st.sampled_from(["notiter", "elem", "len"]))),
+           "views": st.builds(CtOp, st.sampled_from(["keys", "values", "items", "iter"])),
+           "clear": st.just(CtOp("clear")), "len": st.just(CtOp("len")), "call": st.just(CtOp("call", (7,)))}
     if container == "ModuleDict":
-        ops += [st.builds(CtOp, st.just("getitem"), st.tuples(KEYS)), st.just(CtOp("repr"))]
+        ops.update({"getitem": st.builds(CtOp, st.just("getitem"), st.tuples(KEYS)), "repr": st.just(CtOp("repr"))})
     else:
         # a missing key is a registered divergence (AttributeError): only present keys here
-        ops += [st.just(CtOp("popitem")), st.builds(CtOp, st.just("get"), st.tuples(KEYS)),
-                st.builds(CtOp, st.just("setdefault"), st.tuples(KEYS, labels))]
-    return st.one_of(ops)
+        ops.update({"popitem": st.just(CtOp("popitem")), "get": st.builds(CtOp, st.just("get"), st.tuples(KEYS)),
+                    "setdefault": st.builds(CtOp, st.just("setdefault"), st.tuples(KEYS, labels)),
+                    "repr": st.just(CtOp("repr")), "reversed": st.just(CtOp("reversed")),
+                    "copy": st.just(CtOp("copy")),
+                    "fromkeys": st.builds(CtOp, st.just("fromkeys"),
+                                          st.tuples(st.lists(KEYS, max_size=3, unique=True).map(tuple),
+                                                    st.one_of(st.none(), labels))),
+                    "or": st.builds(CtOp, st.sampled_from(["or", "ior", "ror"]), pairs)})
+    return ops
+
+
+@functools.lru_cache(maxsize=None)
+def _enabled_ops(container, enabled: tuple):
+    kinds = dict_ops(container) if container in ("ModuleDict", "ParameterDict") else list_ops(container)
+    return st.one_of([kinds[k] for k in enabled])
 
 
 @st.composite
 def programs(draw, container):
+    """Swarm testing: each program first draws which op kinds it may use (each one or not), so programs
+    made of a few kinds repeated -- many pops, many multiplications -- are as likely as an even mix."""
+    kinds = dict_ops(container) if container in ("ModuleDict", "ParameterDict") else list_ops(container)
+    # each kind is enabled with probability 1/2 (an empty draw enables every kind)
+    enabled = [k for k in sorted(kinds) if draw(st.booleans(), label=f"enable {k}")] or sorted(kinds)
+    ops = _enabled_ops(container, tuple(enabled))
     if container in ("ModuleDict", "ParameterDict"):
         labels = st.sampled_from(MODS if container == "ModuleDict" else PARS + TENS)
         init = tuple(draw(st.lists(st.tuples(KEYS, labels), max_size=3, unique_by=lambda kv: kv[0])))
-        ops = tuple(draw(st.lists(dict_ops(container), max_size=8)))
     else:
         init = tuple(draw(st.lists(st.sampled_from(MODS if container != "ParameterList" else PARS + TENS),
                                    max_size=4)))
-        ops = tuple(draw(st.lists(list_ops(container, init), max_size=8)))
-    return ContainerProgram(container, init, ops)
+    program = ContainerProgram(container, init, tuple(draw(st.lists(ops, max_size=8))))
+    # steer towards long programs over many kinds (the rare states need a few ops to build)
+    target(float(len(program.ops) + len(enabled)), label="ops and kinds")
+    return program
 
 
 # --- dtype conversion (test_convert.py) ------------------------------------------------------------------------
@@ -251,6 +288,7 @@ grow_op = st.one_of(
 SET_SUBMODULE_STRICT = st.booleans() if since("2.7") else st.just(False)
 
 
+@functools.lru_cache(maxsize=None)  # built once: valid_programs draws it per example
 def op_strategy():
     setattr_op = st.builds(Op, st.just("setattr"), targets, names, values)
     return st.one_of(

@@ -11,7 +11,7 @@ from suite.module.cases import ContainerProgram, CtOp
 from suite.module.torch_side.containers import run_container_program
 
 _container_entry = functools.partial(Divergence, case_type=ContainerProgram, run=run_container_program,
-                                     expect=lambda case, device: ct_ref.expectations(case))
+                                     expect=lambda case, device: ct_ref.expectations(case, device))
 
 
 def _modulelist_insert_out_of_list_range(case) -> bool:
@@ -38,7 +38,8 @@ def _torch_modulelist_insert(case, expected):
 
 
 def _parameterdict_missing_key(case) -> bool:
-    if case.container != "ParameterDict" or not case.ops or case.ops[-1].kind not in ("getitem", "pop"):
+    if case.container != "ParameterDict" or not case.ops or case.ops[-1].kind not in ("getitem", "pop") \
+            or not isinstance(case.ops[-1].args[0], str):  # a non-str key raises TypeError, as documented
         return False
     before = ct_ref.run(ContainerProgram(case.container, case.init, case.ops[:-1], case.named))
     return case.ops[-1].args[0] not in before[1]

@@ -40,6 +40,8 @@ def label(pool: dict, obj):
                 return (kind, name)
     if isinstance(obj, torch.nn.Module):
         return (type(obj).__name__, snapshot(pool, obj))
+    if isinstance(obj, dict):
+        return ("dict", [(k, label(pool, v)) for k, v in obj.items()])
     return ("?", type(obj).__name__)
 
 
@@ -102,8 +104,21 @@ def apply(c, pool: dict, op: CtOp):
         other = _seq(pool, a) if isinstance(c, torch.nn.Sequential) else [pool[v] for v in a]
         c += other
         return None
+    if k == "add_list":  # Sequential + a list of modules
+        return label(pool, c + [pool[v] for v in a])
+    if k == "iadd_list":  # Sequential += a list of modules
+        c += [pool[v] for v in a]
+        return None
     if k == "mul":
         return label(pool, c * a[0])
+    if k == "rmul":
+        return label(pool, a[0] * c)
+    if k == "call":
+        return label(pool, c(*a))
+    if k == "dir":
+        return [key for key in dir(c) if key[:1].isdigit()]
+    if k == "extend_bad":
+        return c.extend(a[0])
     if k == "imul":
         c *= a[0]
         return None
@@ -120,6 +135,35 @@ def apply(c, pool: dict, op: CtOp):
     if k == "update":
         c.update(OrderedDict((key, pool[v]) for key, v in a))
         return None
+    if k == "update_dict":
+        c.update({key: pool[v] for key, v in a})
+        return None
+    if k == "update_pairs":
+        c.update([(key, pool[v]) for key, v in a])
+        return None
+    if k == "update_bad":
+        c.update({"notiter": 5, "elem": [5], "len": [("a",)]}[a[0]])
+        return None
+    if k in ("keys", "iter", "reversed"):
+        return list({"keys": c.keys, "iter": lambda: iter(c), "reversed": lambda: reversed(c)}[k]())
+    if k == "values":
+        return [label(pool, v) for v in c.values()]
+    if k == "items":
+        return [(key, label(pool, v)) for key, v in c.items()]
+    if k == "clear":
+        return c.clear()
+    if k == "copy":
+        return label(pool, c.copy())
+    if k == "fromkeys":
+        keys, default = a
+        return label(pool, c.fromkeys(list(keys), None if default is None else pool[default]))
+    if k == "or":
+        return label(pool, c | OrderedDict((key, pool[v]) for key, v in a))
+    if k == "ror":
+        return label(pool, {key: pool[v] for key, v in a} | c)
+    if k == "ior":
+        c |= OrderedDict((key, pool[v]) for key, v in a)
+        return None
     if k == "popitem":
         key, v = c.popitem()
         return (key, label(pool, v))
@@ -130,15 +174,26 @@ def apply(c, pool: dict, op: CtOp):
     raise ValueError(k)
 
 
+# The container after the last program run: a program that extends it by one op (the next prefix a test
+# checks) runs only that op.  Snapshots leave the container as it was.
+_last_run: dict = {}
+
+
 def run_container_program(program: ContainerProgram, device: str):
     """(result of the last op, keys, labels) after replaying every op."""
-    pool = make_pool(device)
-    c = build(program, pool)
+    last = _last_run.pop("state", None)
+    if last is not None and last[0] == (device, program.container, program.init, program.named) \
+            and last[1] == program.ops[:-1] and program.ops:
+        pool, c, start = last[2], last[3], len(program.ops) - 1
+    else:
+        pool = make_pool(device)
+        c, start = build(program, pool), 0
     result = None
-    for op in program.ops:
+    for op in program.ops[start:]:
         try:
             result = apply(c, pool, op)
         except Exception as exc:
             result = Raised.from_exception(exc)
     keys, labels = snapshot(pool, c)
+    _last_run["state"] = ((device, program.container, program.init, program.named), program.ops, pool, c)
     return result, keys, labels
