@@ -228,3 +228,53 @@ def test_history_predicates_say_exactly_where_counting_every_call_differs():
             shown = (running.averages_after_empty_batch(case, k, field)
                      or running.follows_failed_update(case, k, field))
             assert shown == differs, (ops, k, field)
+
+
+def test_lrn_windows_and_formula_by_hand():
+    from reference.norm import lrn
+    assert lrn.documented_windows(4, 3) == [[0, 1], [0, 1, 2], [1, 2, 3], [2, 3]]
+    assert lrn.documented_windows(3, 2) == [[0, 1], [0, 1, 2], [1, 2]]  # even n: c - n/2 .. c + n/2
+    x = np.array([[[1.0], [2.0]]])  # (N=1, C=2, L=1)
+    # size 3, alpha 1, beta 1, k 1: D = 1 + (1 + 4) / 3 for both channels
+    y = lrn.lrn_forward(x, 3, 1.0, 1.0, 1.0, lrn.documented_windows(2, 3))
+    assert np.allclose(y[0, :, 0], [1 / (1 + 5 / 3), 2 / (1 + 5 / 3)])
+
+
+def test_lrn_grad_is_the_formulas_derivative():
+    from reference.norm import lrn
+    rng = np.random.default_rng(1)
+    x, dy = rng.standard_normal((2, 5, 3)), rng.standard_normal((2, 5, 3))
+    w = lrn.documented_windows(5, 3)
+    f = lambda t: (lrn.lrn_forward(t, 3, 0.5, 0.75, 1.0, w) * dy).sum()
+    h, num = 1e-6, np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = h
+        num[i] = (f(x + e) - f(x - e)) / (2 * h)
+    assert np.allclose(lrn.lrn_grad(x, dy, 3, 0.5, 0.75, 1.0, w), num, atol=1e-7)
+
+
+def test_rms_by_hand():
+    from reference.norm import rms
+    case = SimpleNamespace(norm_dims=1, eps=0.0, affine=True, dtype="float64", backward=True)
+    x = np.array([[3.0, 4.0]])
+    out = rms.rms_outcome(case, {"x": x, "weight": np.array([1.0, 2.0]), "dy": np.ones((1, 2))})
+    r = 1 / np.sqrt(12.5)
+    assert np.allclose(out["y"], [[3 * r, 8 * r]])
+    assert out["construct"] == {"normalized_shape": [2], "weight": [1.0, 1.0], "eps": 0.0}
+    assert rms.eps_of(SimpleNamespace(eps=None, dtype="float32")) == float(np.finfo(np.float32).eps)
+
+
+def test_legacy_state_dict_loads():
+    from reference.norm import state
+    from conform.outcome import OneOf
+    inputs = {"weight": np.ones(2), "bias": np.zeros(2), "running_mean": np.zeros(2), "running_var": np.ones(2)}
+    base = dict(kind="BatchNorm1d", num_features=2, affine=False, track=True, with_counter=False, counter=5,
+                with_running=False, prior=3, strict=True)
+    assert state.load_outcome(SimpleNamespace(**base, version=1), inputs)["num_batches_tracked"] == OneOf(0, 3)
+    assert isinstance(state.load_outcome(SimpleNamespace(**base, version=2), inputs), Raised)
+    assert state.load_outcome(SimpleNamespace(**{**base, "with_counter": True}, version=None),
+                              inputs)["num_batches_tracked"] == 5
+    inst = dict(base, kind="InstanceNorm1d", track=False, with_running=True)
+    assert state.load_outcome(SimpleNamespace(**inst, version=None), inputs).message.startswith("Unexpected running")
+    assert state.load_outcome(SimpleNamespace(**{**inst, "strict": False}, version=1), inputs) == {}

@@ -8,12 +8,14 @@ over as numpy arrays; the reference reads a Case's attributes and never needs it
 - ``running``: histories of calls (momentum, cumulative average, counter, toggles, empty batches);
 - ``backward``: BatchNorm's analytic backward;
 - ``lazy``: LazyBatchNorm's first call;
-- ``other_norms``: InstanceNorm, GroupNorm, LayerNorm;
+- ``other_norms``: InstanceNorm (and its Lazy forms, unbatched input), GroupNorm, LayerNorm;
+- ``lrn``: LocalResponseNorm and CrossMapLRN2d; ``rms``: RMSNorm;
+- ``state``: loading older state dicts (num_batches_tracked, InstanceNorm's pre-0.4 running stats);
 - ``syncbn``: SyncBatchNorm over ranks, its fallback, convert_sync_batchnorm;
 - ``core``: the shared statistics and formulas; ``tolerances``: every bound of the area.
 """
-from reference.norm import backward, batchnorm, core, lazy, other_norms, running, syncbn, tolerances
+from reference.norm import backward, batchnorm, core, lazy, lrn, other_norms, rms, running, state, syncbn, tolerances
 from reference.norm.other_norms import layer_norm
 
-__all__ = ["backward", "batchnorm", "core", "lazy", "layer_norm", "other_norms", "running", "syncbn",
-           "tolerances"]
+__all__ = ["backward", "batchnorm", "core", "lazy", "layer_norm", "lrn", "other_norms", "rms", "running", "state",
+           "syncbn", "tolerances"]

@@ -32,6 +32,29 @@ INSTANCE_RUNNING = rule(
     "normalizes with the running stats.",
     "torch/nn/modules/instancenorm.py: InstanceNorm1d docstring (track_running_stats, momentum); ATen "
     "instance_norm (per-instance batch_norm, running stats averaged over the batch)")
+INSTANCE_RANK = rule(
+    "norm.instance.rank",
+    "InstanceNorm{k}d (and LazyInstanceNorm{k}d) accept (k+1)D unbatched or (k+2)D batched input; any other rank "
+    "raises ValueError 'expected (k+1)D or (k+2)D input (got nD input)'.",
+    "torch/nn/modules/instancenorm.py: InstanceNorm1d/2d/3d docstrings (Shape), _check_input_dim")
+INSTANCE_UNBATCHED = rule(
+    "norm.instance.unbatched",
+    "InstanceNorm{k}d on an unbatched (C, *) input normalizes it as a batch of one sample and returns the input's "
+    "shape (running stats, when tracked, updated as for that batch).",
+    "torch/nn/modules/instancenorm.py: InstanceNorm1d docstring (Input: (N, C, L) or (C, L))")
+INSTANCE_CHANNELS = rule(
+    "norm.instance.channels",
+    "An input whose channel dim (dim 0 unbatched, 1 batched) differs from num_features: with affine=True "
+    "ValueError 'expected input's size at dim=d to match num_features'; with affine=False a UserWarning (num_features "
+    "is not used) and the usual instance normalization -- unless running stats of num_features entries are tracked, "
+    "which cannot apply: RuntimeError.",
+    "torch/nn/modules/instancenorm.py: _InstanceNorm.forward; InstanceNorm1d docstring (num_features)")
+LAZY_INSTANCE = rule(
+    "norm.lazy.instance",
+    "LazyInstanceNorm{k}d's first call infers num_features from input.size(1) (as documented, also for unbatched "
+    "input) and computes what InstanceNorm{k}d(num_features) with its initial parameters (weight ones, bias zeros, "
+    "running stats zeros and ones) computes.",
+    "torch/nn/modules/instancenorm.py: LazyInstanceNorm1d docstring; batchnorm.py: _LazyNormBase")
 GROUP_FORWARD = rule(
     "norm.group.forward",
     "GroupNorm(G, C): per-sample mean and biased variance over each group of C/G channels and all spatial "
@@ -88,8 +111,55 @@ def layer_norm(x, k, eps, weight, bias) -> np.ndarray:
     return y
 
 
+def instance_dims(kind: str) -> int:
+    return int(kind[-2])
+
+
+def instance_num_features(case, x: np.ndarray) -> int:
+    """The module's num_features: the constructor's, or for a Lazy module input.size(1) at the first call."""
+    if case.kind.startswith("Lazy"):
+        return x.shape[1]
+    nf = getattr(case, "num_features", None)  # a Case without the field: the input's channels
+    return nf if nf is not None else case.shape[1]
+
+
+def instance_checks(case, x: np.ndarray) -> tuple[str | None, Raised | None, bool]:
+    """(the rule of the module's own checks that decides the outcome, its error, whether it warns)."""
+    k = instance_dims(case.kind)
+    if x.ndim not in (k + 1, k + 2):
+        return INSTANCE_RANK, Raised("ValueError", rf"^expected {k + 1}D or {k + 2}D input \(got {x.ndim}D input\)"), False
+    dim = x.ndim - (k + 1)
+    nf = instance_num_features(case, x)
+    if x.shape[dim] != nf:
+        if case.affine:
+            return INSTANCE_CHANNELS, Raised("ValueError", rf"^expected input's size at dim={dim} to match num_features "
+                                                           rf"\({nf}\), but got: {x.shape[dim]}"), False
+        if getattr(case, "track", False):
+            return INSTANCE_CHANNELS, Raised("RuntimeError"), True
+        return INSTANCE_CHANNELS, None, True
+    return None, None, False
+
+
 def instance_outcome(case, inputs: dict) -> dict | Raised:
-    """InstanceNorm forward: instance statistics unless eval with tracked running stats."""
+    """InstanceNorm forward: instance statistics unless eval with tracked running stats; an unbatched input as
+    a batch of one."""
+    x = inputs["x"]
+    _, err, warns = instance_checks(case, x)
+    if err is not None:
+        return err
+    if x.ndim == instance_dims(case.kind) + 1:
+        out = instance_outcome(case, {**inputs, "x": x[None]})
+        if not isinstance(out, Raised):
+            out["y"] = out["y"][0]
+            out["warned"] = warns
+        return out
+    out = _instance_batched(case, inputs)
+    if not isinstance(out, Raised):
+        out["warned"] = warns
+    return out
+
+
+def _instance_batched(case, inputs: dict) -> dict | Raised:
     x = inputs["x"]
     w, b = (inputs["weight"], inputs["bias"]) if case.affine else (None, None)
     track, training = getattr(case, "track", False), getattr(case, "training", True)
@@ -115,7 +185,7 @@ def other_norm(case, inputs: dict) -> dict | Raised:
     x = inputs["x"]
     w = inputs["weight"] if case.affine else None
     b = inputs["bias"] if case.affine and case.bias else None
-    if case.kind.startswith("InstanceNorm"):
+    if "InstanceNorm" in case.kind:
         return instance_outcome(case, inputs)
     if case.kind == "GroupNorm":
         if x.shape[1] % case.groups:
@@ -174,7 +244,14 @@ def other_norm_backward(case, inputs: dict) -> dict | Raised:
 
 def forward_rule(case, x: np.ndarray) -> str:
     """The rule an OtherNormCase's forward is about, in the module's own check order."""
-    if case.kind.startswith("InstanceNorm"):
+    if "InstanceNorm" in case.kind:
+        checked = instance_checks(case, x)[0]
+        if checked is not None:
+            return checked
+        if case.kind.startswith("Lazy"):
+            return LAZY_INSTANCE
+        if x.ndim == instance_dims(case.kind) + 1:
+            return INSTANCE_UNBATCHED
         if not case.training and case.track:  # running stats, per channel as in BatchNorm eval
             return INSTANCE_RUNNING
         return INSTANCE_SPATIAL if int(np.prod(x.shape[2:])) == 1 else INSTANCE_FORWARD
@@ -189,10 +266,14 @@ def expectations(case, inputs: dict) -> list[Expect]:
     x = inputs["x"]
     rule_ = forward_rule(case, x)
     out = other_norm(case, inputs)
-    if rule_ in (INSTANCE_SPATIAL, GROUP_DIVISIBLE):
+    if rule_ in (INSTANCE_SPATIAL, GROUP_DIVISIBLE, INSTANCE_RANK) or isinstance(out, Raised):
         return [Expect(rule_, out)]
-    expects = [part(rule_, out, "y", tols.other_output_tol(case, inputs))]
-    if case.kind.startswith("InstanceNorm") and case.track:
+    batched = {**inputs, "x": x if "InstanceNorm" not in case.kind or x.ndim != instance_dims(case.kind) + 1 else x[None]}
+    expects = [part(rule_, out, "y", tols.other_output_tol(case, batched))]
+    if "InstanceNorm" in case.kind:
+        expects.append(part(rule_ if rule_ == INSTANCE_CHANNELS else INSTANCE_CHANNELS, out, "warned"))
+    if "InstanceNorm" in case.kind and case.track:
+        x = batched["x"]
         mean_tol, var_tol = tols.instance_running_tols(case.dtype, x, case.eps, inputs["running_mean"],
                                                        inputs["running_var"])
         expects += [part(INSTANCE_RUNNING, out, "running_mean", mean_tol),

@@ -180,7 +180,7 @@ def other_output_tol(case, inputs: dict) -> Tol:
     x = inputs["x"]
     w = inputs["weight"] if case.affine else None
     b = inputs["bias"] if case.affine else None
-    if case.kind.startswith("InstanceNorm"):
+    if "InstanceNorm" in case.kind:
         if not case.training and case.track:
             return bn_output_tol(case.dtype, x, case.eps, w, b, (inputs["running_mean"], inputs["running_var"]))
         return normalize_tol(case.dtype, x, tuple(range(2, x.ndim)), case.eps, w, b)
@@ -250,3 +250,41 @@ def lazy_tols(case, x: np.ndarray) -> dict:
             "running_mean": running_mean_tol(case.dtype, x, case.eps, np.zeros(C)),
             "running_var": running_var_tol(case.dtype, x, case.eps, np.ones(C)),
             "num_batches_tracked": EXACT}
+
+
+# ---- LocalResponseNorm / CrossMapLRN2d, RMSNorm ---------------------------------------------------------------
+
+def lrn_output_tol(dtype, x: np.ndarray, size: int, beta: float, k: float) -> Tol:
+    """b = a D^-beta, D = k + alpha/n * (sum of <= n + 1 squares): no cancellation (every term >= 0, D >= k), so
+    D carries a relative error of the sum (reduction n + 1) plus a few roundings; the power multiplies it by
+    beta (cond) and adds its own few ulps; |b| <= max|a| k^-beta."""
+    return tolerance(dtype, ops=8, reduction=size + 1, cond=max(1.0, beta), scale=_max(x) * k ** (-beta))
+
+
+def lrn_grad_tol(dtype, x: np.ndarray, dy: np.ndarray, size: int, alpha: float, beta: float, k: float) -> Tol:
+    """dx_j = dy_j D_j^-beta - 2 alpha beta / n a_j sum_c dy_c a_c D_c^(-beta-1): the second term cancels the
+    first; each is bounded by the magnitudes below and carries D's relative error times (beta + 1)."""
+    M, G = _max(x), _max(dy, 1.0)
+    scale = G * k ** (-beta) + 2.0 * alpha * beta / size * (size + 1) * M * M * G * k ** (-beta - 1.0)
+    return tolerance(dtype, ops=12, reduction=size + 1, cond=beta + 1.0, scale=scale)
+
+
+def rms_output_tol(dtype, x: np.ndarray, norm_dims: int, eps: float, weight) -> Tol:
+    """y = x / sqrt(eps + mean(x^2)) * w: a mean of n squares (no cancellation), a square root, a few products;
+    |x| / RMS(x) <= sqrt(n)."""
+    n = int(np.prod(x.shape[x.ndim - norm_dims:])) if x.size else 1
+    return tolerance(dtype, ops=6, reduction=n, scale=float(np.sqrt(n)) * _max(weight, 1.0))
+
+
+def rms_grad_tols(dtype, x: np.ndarray, dy: np.ndarray, norm_dims: int, eps: float, weight) -> tuple[Tol, Tol]:
+    """dx = r (g - x r^2 mean(g x)) with r = 1/RMS, g = dy w: terms up to r |g| (1 + n) (|x| r <= sqrt(n)),
+    a mean of n terms; dweight = sum over P leading positions of dy x r (|x r| <= sqrt(n)), each r off by the
+    mean of n squares."""
+    n = int(np.prod(x.shape[x.ndim - norm_dims:]))
+    P = max(x.size // max(n, 1), 1)
+    axes = tuple(range(x.ndim - norm_dims, x.ndim))
+    r = float(np.max(1.0 / np.sqrt(eps + (x ** 2).mean(axis=axes))))
+    G = _max(dy, 1.0) * _max(weight, 1.0)
+    gi = tolerance(dtype, ops=10, reduction=n, scale=r * G * (1.0 + n))
+    gw = tolerance(dtype, ops=8, reduction=n + P, scale=P * _max(dy, 1.0) * float(np.sqrt(n)))
+    return gi, gw

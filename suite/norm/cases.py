@@ -112,6 +112,60 @@ class OtherNormCase:
     track: bool = False  # InstanceNorm only: track_running_stats (running stats preset to random values)
     training: bool = True  # InstanceNorm only (the other kinds have no mode-dependent behaviour)
     momentum: float = 0.1  # InstanceNorm only
+    batched: bool = True  # InstanceNorm only: False passes the unbatched input x[0] of shape (C, *)
+    num_features: int | None = None  # InstanceNorm only: the constructor's num_features (None: the input's C)
+
+
+@dataclass(frozen=True)
+class LRNCase:
+    """LocalResponseNorm or CrossMapLRN2d (kind) built with (size, alpha, beta, k), one forward of a (N, C, *) input
+    (LocalResponseNorm takes any rank >= 3, CrossMapLRN2d 4D only) and, with ``backward``, the input gradient."""
+
+    kind: str = "LocalResponseNorm"
+    shape: tuple = (2, 4, 3)
+    size: int = 3
+    alpha: float = 0.5
+    beta: float = 0.75
+    k: float = 1.0
+    # the input values
+    dtype: str = "float32"
+    seed: int = 0
+    backward: bool = False
+
+
+@dataclass(frozen=True)
+class RMSCase:
+    """RMSNorm over the last ``norm_dims`` dims of ``shape``, one forward (and backward)."""
+
+    shape: tuple = (2, 3)
+    norm_dims: int = 1
+    shape_as_int: bool = False  # normalized_shape passed as an int (norm_dims == 1)
+    # eps=None: the documented default
+    eps: float | None = None
+    affine: bool = True
+    dtype: str = "float32"
+    seed: int = 0
+    backward: bool = False
+
+
+@dataclass(frozen=True)
+class LoadCase:
+    """load_state_dict into a fresh norm layer (its counter first set to ``prior``) of a state dict of the module's
+    keys, with ``_metadata`` version ``version`` (None: no metadata), num_batches_tracked = ``counter`` when
+    ``with_counter``, and (InstanceNorm without tracking) running stats when ``with_running``."""
+
+    kind: str = "BatchNorm1d"
+    num_features: int = 3
+    affine: bool = True
+    track: bool = True
+    # the state dict
+    version: int | None = 1
+    with_counter: bool = False
+    counter: int = 7
+    with_running: bool = False
+    prior: int = 0
+    strict: bool = True
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -180,8 +234,21 @@ def make_seq_inputs(case: BNSeqCase) -> list[dict]:
 
 
 def make_other_inputs(case: OtherNormCase) -> dict:
+    """x (and dy) of ``case.shape``, or their first sample for an unbatched case; the parameters and running stats
+    of the module (a Lazy module's documented initial ones: it cannot be preset before its first call)."""
+    out = _other_inputs(case)
+    if not case.batched:
+        out["x"], out["dy"] = out["x"][0], out["dy"][0]
+    if case.kind.startswith("Lazy"):
+        C = out["x"].shape[1] if out["x"].ndim > 1 else case.shape[1]  # what the module infers: input.size(1)
+        out.update(weight=np.ones(C), bias=np.zeros(C), running_mean=np.zeros(C), running_var=np.ones(C))
+    return out
+
+
+def _other_inputs(case: OtherNormCase) -> dict:
     g = torch.Generator().manual_seed(case.seed)
-    pshape = tuple(case.shape[-case.norm_dims:]) if case.kind == "LayerNorm" else (case.shape[1],)
+    C = case.num_features if case.num_features is not None else case.shape[1]
+    pshape = tuple(case.shape[-case.norm_dims:]) if case.kind == "LayerNorm" else (C,)
     out = {"x": _draw(g, case.shape, case.dtype, 0.3, 2.0),
            "weight": _draw(g, pshape, case.dtype, 1.0, 0.5),
            "bias": _draw(g, pshape, case.dtype)}
@@ -202,3 +269,22 @@ def make_sync_inputs(case: SyncCase) -> dict:
             "bias": _draw(g, (C,), case.dtype),
             "running_mean": _draw(g, (C,), case.dtype),
             "running_var": _positive(g, (C,), case.dtype)}
+
+
+def make_lrn_inputs(case: LRNCase) -> dict:
+    g = torch.Generator().manual_seed(case.seed)
+    return {"x": _draw(g, case.shape, case.dtype, 0.0, 2.0), "dy": _draw(g, case.shape, case.dtype)}
+
+
+def make_rms_inputs(case: RMSCase) -> dict:
+    g = torch.Generator().manual_seed(case.seed)
+    pshape = tuple(case.shape[len(case.shape) - case.norm_dims:])
+    return {"x": _draw(g, case.shape, case.dtype, 0.3, 2.0), "weight": _draw(g, pshape, case.dtype, 1.0, 0.5),
+            "dy": _draw(g, case.shape, case.dtype)}
+
+
+def make_load_inputs(case: LoadCase) -> dict:
+    g = torch.Generator().manual_seed(case.seed)
+    C = case.num_features
+    return {"weight": _draw(g, (C,), "float32", 1.0, 0.5), "bias": _draw(g, (C,), "float32"),
+            "running_mean": _draw(g, (C,), "float32"), "running_var": _positive(g, (C,), "float32")}

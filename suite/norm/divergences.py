@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
+
 from conform.outcome import Raised
-from reference.norm import batchnorm, lazy, running, syncbn
+from reference.norm import batchnorm, lazy, lrn, other_norms, running, syncbn
 from suite.divergences import Divergence
-from suite.norm.cases import BNCase, BNSeqCase, SeqStep, SyncCase, make_bn_inputs, make_seq_inputs, make_sync_inputs
+from suite.norm.cases import (BNCase, BNSeqCase, LRNCase, OtherNormCase, SeqStep, SyncCase, make_bn_inputs,
+                              make_lrn_inputs, make_other_inputs, make_seq_inputs, make_sync_inputs)
 from suite.norm.torch_side.lazy import run_lazy
+from suite.norm.torch_side.lrn import run_lrn
 from suite.norm.torch_side.running_stats import run_seq_step
 from suite.norm.torch_side.syncbn import run_sync
 
@@ -54,8 +58,15 @@ def failed_call_counted(case: SeqStep) -> bool:
             and running.follows_failed_update(case.seq, case.step, case.field))
 
 
-def lazy_no_params(case: BNCase) -> bool:
-    return case.kind.startswith("Lazy") and not case.affine and not case.track
+def lazy_no_params(case: BNCase | OtherNormCase) -> bool:
+    """A Lazy module without parameters or running stats (for an InstanceNorm case: one whose input the
+    documented num_features = input.size(1) matches, so that the reference expects no channel warning)."""
+    if not (case.kind.startswith("Lazy") and not case.affine and not case.track):
+        return False
+    if isinstance(case, OtherNormCase):
+        x = make_other_inputs(case)["x"]
+        return other_norms.instance_checks(case, x)[0] is None
+    return True
 
 
 # float16/bfloat16 SyncBatchNorm (CUDA only)
@@ -78,7 +89,153 @@ def half_with_empty_rank(case: SyncCase) -> bool:
     return case.dtype in HALF and 0 in case.rank_batches
 
 
+# ---- LocalResponseNorm / CrossMapLRN2d: which channels torch sums ------------------------------------------------
+
+def lrn_torch_windows(channels: int, size: int) -> list[list[int]]:
+    """F.local_response_norm pads the channel axis by (size // 2, (size - 1) // 2) and average-pools size
+    channels: channel c sums [c - size//2, c + (size-1)//2], size channels (the formula says size + 1 for even
+    size)."""
+    return [list(range(max(0, c - size // 2), min(channels - 1, c + (size - 1) // 2) + 1)) for c in range(channels)]
+
+
+def crossmap_torch_windows(channels: int, size: int) -> list[list[int]]:
+    """_functions.CrossMapLRN2d.forward's running sum: it starts with channels [0, pre_pad) and, moving to channel
+    c, adds channel c + pre_pad - 1 while c < channels - pre_pad + 1 and removes c - pre_pad only when
+    c > pre_pad (the legacy 1-based loop translated without shifting that bound), so channel 0 is never removed."""
+    pre = int((size - 1) / 2 + 1)
+    current = set(range(min(pre, channels)))
+    windows = [sorted(current)]
+    for c in range(1, channels):
+        if c < channels - pre + 1:
+            current.add(c + pre - 1)
+        if c > pre:
+            current.discard(c - pre)
+        windows.append(sorted(current))
+    return windows
+
+
+def crossmap_inverse_pre_pad(size: int) -> int:
+    return int(size - (size - 1) / 2)
+
+
+def crossmap_torch_backward_windows(channels: int, size: int) -> list[list[int]]:
+    """The channels CrossMapLRN2d.backward accumulates for channel c: the ratios placed at offset
+    int(size - (size - 1) / 2) of a (channels + size - 1) buffer, summed over size entries ending at c + size - 1."""
+    inv = crossmap_inverse_pre_pad(size)
+    return [list(range(max(0, c - inv), min(channels - 1, c + size - 1 - inv) + 1)) for c in range(channels)]
+
+
+def crossmap_torch_backward(x: np.ndarray, dy: np.ndarray, case: LRNCase):
+    """CrossMapLRN2d.backward's loop in float64: dy D^-beta - 2 alpha beta / size * x * (the accumulated
+    dy * y / D over crossmap_torch_backward_windows), D from the forward's windows; size 1 places the ratios
+    past the buffer's end: narrow raises RuntimeError."""
+    N, C = x.shape[:2]
+    size, alpha, beta, k = case.size, case.alpha, case.beta, case.k
+    inv = crossmap_inverse_pre_pad(size)
+    if inv + C > C + size - 1:
+        return Raised("RuntimeError", r"exceeds dimension size")
+    D = lrn.denominators(x, size, alpha, k, crossmap_torch_windows(C, size))
+    y = x * D ** (-beta)
+    grad = D ** (-beta) * dy
+    coef = 2.0 * alpha * beta / size
+    for n in range(N):
+        padded = np.zeros((C + size - 1,) + x.shape[2:])
+        padded[inv:inv + C] = dy[n] * y[n] / D[n]
+        acc = padded[:size - 1].sum(axis=0)
+        for c in range(C):
+            acc = acc + padded[c + size - 1]
+            grad[n, c] -= coef * x[n, c] * acc
+            acc = acc - padded[c]
+    return grad
+
+
+def _transposed(windows: list[list[int]]) -> list[list[int]]:
+    return [[c for c, w in enumerate(windows) if j in w] for j in range(len(windows))]
+
+
+def lrn_even_size(case: LRNCase) -> bool:
+    C = case.shape[1] if len(case.shape) > 1 else 0
+    return (case.kind == "LocalResponseNorm" and len(case.shape) >= 3
+            and lrn_torch_windows(C, case.size) != lrn.documented_windows(C, case.size))
+
+
+def crossmap_forward_window(case: LRNCase) -> bool:
+    return (case.kind == "CrossMapLRN2d" and len(case.shape) == 4 and not case.backward
+            and crossmap_torch_windows(case.shape[1], case.size) != lrn.documented_windows(case.shape[1], case.size))
+
+
+def crossmap_backward_differs(case: LRNCase) -> bool:
+    if case.kind != "CrossMapLRN2d" or len(case.shape) != 4 or not case.backward:
+        return False
+    C, size = case.shape[1], case.size
+    documented = lrn.documented_windows(C, size)
+    return (crossmap_inverse_pre_pad(size) > size - 1 or crossmap_torch_windows(C, size) != documented
+            or crossmap_torch_backward_windows(C, size) != _transposed(documented))
+
+
+def _lrn_expect(case: LRNCase, device: str):
+    return lrn.expectations(case, make_lrn_inputs(case))
+
+
+def lrn_with_torch_windows(case: LRNCase, expected):
+    out = lrn.lrn_outcome(case, make_lrn_inputs(case), windows=lrn_torch_windows)
+    return out["grad_input" if case.backward else "y"]
+
+
+def crossmap_with_torch_windows(case: LRNCase, expected):
+    return lrn.lrn_outcome(case, make_lrn_inputs(case), windows=crossmap_torch_windows)["y"]
+
+
+def crossmap_torch_grad(case: LRNCase, expected):
+    inputs = make_lrn_inputs(case)
+    return crossmap_torch_backward(inputs["x"], inputs["dy"], case)
+
+
+_lrn_entry = functools.partial(Divergence, torch=">=2.4", case_type=LRNCase, expect=_lrn_expect, run=run_lrn)
+
+
 DIVERGENCES = [
+    _lrn_entry(
+        id="norm-lrn-even-size-window",
+        rule=lrn.LRN_FORWARD,
+        also_rules=(lrn.LRN_BACKWARD,),
+        bug_in="docs",
+        reason="for an even size n the documented sum runs over c' from c - n/2 to c + n/2 (n + 1 channels), but "
+               "LocalResponseNorm sums n channels, c - n/2 to c + n/2 - 1 (still dividing by n); odd sizes agree",
+        evidence="torch/nn/functional.py: local_response_norm pads by (size // 2, (size - 1) // 2) and "
+                 "avg_pools size channels; the docstring's own example is LocalResponseNorm(2). "
+                 "LocalResponseNorm(2, alpha=1.0)(x) for x of shape (1, 2, 1) = [[[1.], [2.]]] gives channel 0 "
+                 "1 / (1 + 1/2 * 1)^0.75, the formula 1 / (1 + 1/2 * 5)^0.75",
+        when=lrn_even_size,
+        torch_does=lrn_with_torch_windows,
+        repro=LRNCase(kind="LocalResponseNorm", shape=(1, 2, 1), size=2, dtype="float64")),
+    _lrn_entry(
+        id="norm-crossmaplrn2d-window-keeps-channel-0",
+        rule=lrn.CROSSMAP_FORWARD,
+        reason="CrossMapLRN2d's running window never drops channel 0 (and for an even size spans size - 1 "
+               "channels): every channel c >= (size - 1) // 2 + 1 is normalized with a_0^2 in its sum, unlike "
+               "LocalResponseNorm's formula",
+        evidence="torch/nn/modules/_functions.py: CrossMapLRN2d.forward removes channel c - pre_pad only 'if c > "
+                 "pre_pad' (the legacy Lua loop's 1-based bound kept in 0-based code); CrossMapLRN2d(3)(x) and "
+                 "LocalResponseNorm(3)(x) differ in channel 2 for any x with 3 channels and a_0 != 0",
+        when=crossmap_forward_window,
+        torch_does=crossmap_with_torch_windows,
+        repro=LRNCase(kind="CrossMapLRN2d", shape=(1, 3, 1, 1), size=3, dtype="float64")),
+    _lrn_entry(
+        id="norm-crossmaplrn2d-backward-shifted",
+        rule=lrn.CROSSMAP_BACKWARD,
+        reason="CrossMapLRN2d.backward is not the gradient of its forward: it accumulates the neighbours' "
+               "ratios over a window shifted by one channel (and uses the forward's window), so gradcheck fails "
+               "from 2 channels on; with size=1 it raises RuntimeError instead",
+        evidence="torch/nn/modules/_functions.py: CrossMapLRN2d.backward places the ratios at offset "
+                 "int(size - (size - 1) / 2) (the legacy 1-based narrow index); "
+                 "torch.autograd.gradcheck(lambda t: CrossMapLRN2d.apply(t, 3, 0.5, 0.75, 1.0), "
+                 "torch.randn(1, 2, 2, 2, dtype=torch.float64, requires_grad=True)) is False; size=1: "
+                 "'start (1) + length (C) exceeds dimension size (C)'",
+        when=crossmap_backward_differs,
+        torch_does=crossmap_torch_grad,
+        repro=LRNCase(kind="CrossMapLRN2d", shape=(1, 2, 1, 1), size=3, dtype="float64", backward=True)),
+
     _running_entry(
         id="norm-cumulative-average-counts-empty-batch",
         rule=batchnorm.RUNNING_CUMULATIVE,
@@ -115,9 +272,12 @@ DIVERGENCES = [
         evidence="torch/nn/modules/batchnorm.py: _LazyNormBase.initialize_parameters sets num_features only under "
                  "has_uninitialized_params(); LazyBatchNorm1d(affine=False, track_running_stats=False)(randn(2,5)) "
                  "then .num_features == 0",
-        case_type=BNCase,
+        # the same num_features == 0 makes a LazyInstanceNorm{k}d without parameters or running stats warn on every
+        # first call that its input's channels do not match num_features
+        also_rules=(other_norms.INSTANCE_CHANNELS,),
+        case_type=(BNCase, OtherNormCase),
         when=lazy_no_params,
-        torch_does=lambda case, expected: {**expected, "num_features": 0},
+        torch_does=lambda case, expected: {**expected, "num_features": 0} if isinstance(case, BNCase) else True,
         repro=BNCase(kind="LazyBatchNorm1d", shape=(4, 3), num_features=3, affine=False, track=False),
         expect=lambda case, device: lazy.expectations(case, make_bn_inputs(case)),
         run=run_lazy),

@@ -4,7 +4,8 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from suite.norm.cases import (BN_HAS_BIAS_KW, GN_HAS_BIAS_KW, LN_HAS_BIAS_KW, BNCase, BNSeqCase,
-                              ConstructCase, ConvertCase, DefaultsCase, OtherNormCase, SyncCase)
+                              ConstructCase, ConvertCase, DefaultsCase, LoadCase, LRNCase, OtherNormCase, RMSCase,
+                              SyncCase)
 
 SPATIAL_RANK = {"BatchNorm1d": (0, 1), "BatchNorm2d": (2,), "BatchNorm3d": (3,)}
 EPS = st.sampled_from([1e-5, 1e-3, 0.1])
@@ -85,10 +86,22 @@ def construct_cases(device: str = "cpu") -> st.SearchStrategy[ConstructCase]:
 
 @st.composite
 def other_norm_cases(draw, device: str = "cpu",
-                     kinds=("InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "GroupNorm", "LayerNorm")):
+                     kinds=("InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "GroupNorm", "LayerNorm"),
+                     variants: bool = True):
+    """``variants`` (InstanceNorm, forward only): each case also draws, swarm-style, whether it is the Lazy
+    module, an unbatched input, a rank one too high, or a num_features other than the input's channels."""
     kind = draw(st.sampled_from(kinds))
-    if kind.startswith("InstanceNorm"):
-        spatial_rank = int(kind[-2])
+    instance = kind.startswith("InstanceNorm")
+    extra = {}
+    if instance and variants:
+        lazy, unbatched, wrong_rank, mismatch = (draw(st.integers(0, n)) == 0 for n in (4, 3, 9, 5))
+        extra = {"batched": not unbatched}
+        if lazy:
+            kind = "Lazy" + kind
+        elif mismatch:
+            extra["num_features"] = draw(st.integers(1, 6))
+    if instance:
+        spatial_rank = int(kind[-2]) + (1 if variants and wrong_rank else 0)
     else:
         spatial_rank = draw(st.integers(0, 2))
     N, C = draw(st.integers(1, 3)), draw(st.integers(1, 6))
@@ -98,8 +111,7 @@ def other_norm_cases(draw, device: str = "cpu",
     groups = draw(st.sampled_from([g for g in range(1, C + 1)] + [C + 1])) if kind == "GroupNorm" else 1
     norm_dims = draw(st.integers(1, len(shape) - 1)) if kind == "LayerNorm" else 1
     bias_ok = {"GroupNorm": GN_HAS_BIAS_KW, "LayerNorm": LN_HAS_BIAS_KW}.get(kind, False)
-    instance = kind.startswith("InstanceNorm")
-    return OtherNormCase(kind=kind, shape=shape, groups=groups, norm_dims=norm_dims,
+    return OtherNormCase(**extra,kind=kind, shape=shape, groups=groups, norm_dims=norm_dims,
                          dtype=draw(st.sampled_from(dtypes_for(device))), eps=draw(EPS), affine=draw(st.booleans()),
                          bias=draw(st.booleans()) if bias_ok else True, seed=draw(SEED),
                          track=instance and draw(st.booleans()), training=not instance or draw(st.booleans()),
@@ -145,3 +157,44 @@ def convert_cases(draw) -> ConvertCase:
                        affine=draw(st.booleans()), bias=draw(bias_flag()), track=draw(st.booleans()),
                        bn_training=draw(st.booleans()), requires_grad=draw(st.booleans()),
                        qconfig=draw(st.sampled_from([None, "qconfig-marker"])))
+
+
+@st.composite
+def lrn_cases(draw, kinds=("LocalResponseNorm", "CrossMapLRN2d"), backward: bool = False) -> LRNCase:
+    """Mostly valid ranks (LocalResponseNorm: 3D-5D, CrossMapLRN2d: 4D), now and then a rejected one; the size
+    from 1 to 5 against up to 6 channels, so windows are clipped on both sides."""
+    kind = draw(st.sampled_from(kinds))
+    valid = (3, 4, 5) if kind == "LocalResponseNorm" else (4,)
+    invalid = (2,) if kind == "LocalResponseNorm" else (3, 5)
+    ndim = draw(st.sampled_from(valid * (3 if kind == "LocalResponseNorm" else 7) + invalid))
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 6)))[:ndim]
+    shape += tuple(draw(st.lists(st.integers(1, 3), min_size=ndim - 2, max_size=ndim - 2)))
+    return LRNCase(kind=kind, shape=shape, size=draw(st.integers(1, 5)),
+                   alpha=draw(st.sampled_from([1e-4, 0.5, 1.0])), beta=draw(st.sampled_from([0.5, 0.75, 1.0])),
+                   k=draw(st.sampled_from([1.0, 2.0])), dtype=draw(st.sampled_from(["float32", "float64"])),
+                   seed=draw(SEED), backward=backward)
+
+
+@st.composite
+def rms_cases(draw, device: str = "cpu", backward: bool = False) -> RMSCase:
+    ndim = draw(st.integers(1, 4))
+    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=ndim, max_size=ndim)))
+    norm_dims = draw(st.integers(1, ndim))
+    dtype = draw(st.sampled_from(dtypes_for(device)))
+    # eps=None only where every release's documented default agrees (reference/norm/rms.py)
+    eps_choices = [None, 1e-5, 1e-3] if dtype in ("float32", "float64") else [1e-5, 1e-3]
+    return RMSCase(shape=shape, norm_dims=norm_dims, shape_as_int=norm_dims == 1 and draw(st.booleans()),
+                   eps=draw(st.sampled_from(eps_choices)), affine=draw(st.booleans()), dtype=dtype, seed=draw(SEED),
+                   backward=backward)
+
+
+@st.composite
+def load_cases(draw) -> LoadCase:
+    """BatchNorm (tracked or not) or InstanceNorm without tracking; state dicts of every version, with or without
+    the keys the versions differ in."""
+    kind = draw(st.sampled_from(["BatchNorm1d", "BatchNorm2d", "InstanceNorm1d", "InstanceNorm2d"]))
+    track = kind.startswith("BatchNorm") and draw(st.booleans())
+    return LoadCase(kind=kind, num_features=draw(st.integers(1, 4)), affine=draw(st.booleans()), track=track,
+                    version=draw(st.sampled_from([None, 1, 2])), with_counter=draw(st.booleans()),
+                    counter=draw(st.integers(0, 9)), with_running=not track and draw(st.booleans()),
+                    prior=draw(st.sampled_from([0, 0, 3])), strict=draw(st.booleans()), seed=draw(SEED))

@@ -6,7 +6,7 @@ import math
 from dataclasses import replace
 
 import pytest
-from hypothesis import event, given, target
+from hypothesis import event, given, settings, target
 from hypothesis import strategies as st
 
 from conform.outcome import Raised
@@ -15,6 +15,7 @@ from reference.norm.tolerances import channel_stats
 from suite.norm.cases import BNCase, make_bn_inputs
 from suite.norm.strategies import bn_cases, construct_cases, defaults_cases
 from suite.norm.torch_side.batchnorm import run_bn, run_construct, run_defaults
+from suite.norm.torch_side.lazy import run_lazy
 
 
 @pytest.mark.rules(ref.CONSTRUCT_PARAMS, ref.CONSTRUCT_BUFFERS)
@@ -43,6 +44,7 @@ def test_forward_train(conform, device, data):
 
 
 @pytest.mark.rules(ref.RUNNING_CUMULATIVE, ref.RUNNING_COUNTER)
+@settings(max_examples=max(1, settings.default.max_examples // 2))  # a slice of test_forward_train's states
 @given(data=st.data())
 def test_forward_train_cumulative(conform, device, data):
     """momentum=None with a preset counter k: the update weight is 1/(k + 1)."""
@@ -67,9 +69,13 @@ def test_ill_conditioned(conform, device, data):
 
 @st.composite
 def wrong_rank_cases(draw, device):
-    kind = draw(st.sampled_from(["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm"]))
+    kind = draw(st.sampled_from(["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LazyBatchNorm1d",
+                                 "LazyBatchNorm2d", "LazyBatchNorm3d"]))
     allowed = {"BatchNorm1d": (2, 3), "BatchNorm2d": (4,), "BatchNorm3d": (5,), "SyncBatchNorm": (2, 3, 4, 5, 6)}
-    ndim = draw(st.sampled_from([d for d in range(0, 7) if d not in allowed[kind]]))
+    # Lazy: ranks >= 2 only -- below 2D _LazyNormBase.initialize_parameters reads input.shape[1] before the rank
+    # check and raises IndexError (a finding not yet registered: its range needs the release matrix)
+    lowest = 2 if kind.startswith("Lazy") else 0
+    ndim = draw(st.sampled_from([d for d in range(lowest, 7) if d not in allowed[kind.removeprefix("Lazy")]]))
     shape = tuple(draw(st.lists(st.integers(1, 3), min_size=ndim, max_size=ndim)))
     C = shape[1] if ndim > 1 else 2
     return BNCase(kind=kind, shape=shape, num_features=C, training=draw(st.booleans()),
@@ -80,7 +86,9 @@ def wrong_rank_cases(draw, device):
 @given(data=st.data())
 def test_input_rank(conform, device, data):
     case = data.draw(wrong_rank_cases(device))
-    conform.check(case, ref.rank_expectations(case, make_bn_inputs(case)), run=run_bn)
+    # a Lazy module cannot be preset: its own runner (its first call is the checked one)
+    conform.check(case, ref.rank_expectations(case, make_bn_inputs(case)),
+                  run=run_lazy if case.kind.startswith("Lazy") else run_bn)
 
 
 @pytest.mark.rules(ref.INPUT_CHANNELS)

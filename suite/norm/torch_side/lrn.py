@@ -1,0 +1,23 @@
+"""Runner of reference/norm/lrn.py: LocalResponseNorm and CrossMapLRN2d modules."""
+from __future__ import annotations
+
+import torch
+
+from conform.outcome import Raised
+from suite.norm.cases import LRNCase, make_lrn_inputs
+from suite.norm.torch_side.common import to_np, to_torch
+
+
+def run_lrn(case: LRNCase, device: str) -> dict | Raised:
+    """One forward of the module; with ``case.backward`` the input gradient for the drawn grad_output instead."""
+    inputs = make_lrn_inputs(case)
+    m = getattr(torch.nn, case.kind)(case.size, alpha=case.alpha, beta=case.beta, k=case.k)
+    x = to_torch(inputs["x"], case.dtype, device).requires_grad_(case.backward)
+    try:
+        y = m(x)
+        if case.backward:
+            y.backward(to_torch(inputs["dy"], case.dtype, device))
+            return {"grad_input": to_np(x.grad)}
+    except (ValueError, RuntimeError) as exc:
+        return Raised.from_exception(exc)
+    return {"y": to_np(y)}
