@@ -72,3 +72,26 @@ def test_a_run_of_some_areas_updates_only_those_areas(tmp_path):
     assert data["rules"]["cpu"] == {"attention.a": "pass", "norm.a": "pass", "norm.b": "known_divergence"}
     assert data["registry"]["cpu"] == {"attention-z": "reproduces", "norm-x": "reproduces", "norm-y": "conforms"}
     assert data["counts"]["pass"] == 2 and data["updates"][0]["areas"] == ["attention"]
+
+
+def test_a_registry_only_run_updates_only_the_entries_it_measured(tmp_path):
+    run = tmp_path / "torch2.6.0"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(_results("2.6.0+cu124")))
+    with pytest.raises(UsageError, match="does not exist"):  # nothing measured yet to update
+        record_release(run, "2.6.0", tmp_path / "matrix", registry_only=True)
+    record_release(run, "2.6.0", tmp_path / "matrix")
+    only = _results("2.6.0+cu124")
+    only["rules"] = [{"id": "norm.a", "device": "cpu", "status": "skipped"}]  # deselected by -k, not measured
+    only["registry_outcomes"] = {"norm-y": {"cpu": "reproduces"}, "norm-new": {"cpu": "reproduces"}}
+    (run / "results.json").write_text(json.dumps(only))
+    data = json.loads(record_release(run, "2.6.0", tmp_path / "matrix", registry_only=True).read_text())
+    assert data["rules"]["cpu"] == {"norm.a": "pass", "norm.b": "known_divergence"}
+    assert data["registry"]["cpu"] == {"norm-new": "reproduces", "norm-x": "reproduces", "norm-y": "reproduces"}
+    assert data["updates"][-1]["registry_only"] is True
+
+
+def test_registry_only_with_its_own_pytest_arguments_is_one_line_and_exit_2(capsys):
+    assert main(["matrix", "--release", "2.6.0", "--registry-only", "--", "--area", "norm", "--", "-k", "x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--registry-only" in err

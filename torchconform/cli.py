@@ -1,7 +1,7 @@
 """``torchconform``: run the conformance suite, build reports, benchmark, replay repros.
 
     torchconform run    [--area A[,B]] [--profile ci|dev|fuzz] [--device D[,E]] [--out DIR] [--jobs N] [--coverage]
-    torchconform matrix [--release R[,S]] [--keep-envs] [-- RUN ARGS]
+    torchconform matrix [--release R[,S]] [--keep-envs] [--registry-only] [-- RUN ARGS]
     torchconform fuzz   --budget DURATION [--area A[,B]] [-j N|auto] [--device D] [--out DIR | --resume DIR] [--db URL]
     torchconform report DIR... [--out OUT] [--bench A B] [--bench-history [DIR]] [--issues DIR]
     torchconform bench  [--save-dir D] [--compare A B | --against PYTHON [--sessions N | --duration S]]
@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
                                       "release's outcome in reports/matrix/, merge the reports")
     m.add_argument("--release", action="append", help="release(s), comma-separated or repeated (default: all)")
     m.add_argument("--keep-envs", action="store_true", help="keep each release's tox env (~5 GB) after its run")
+    m.add_argument("--registry-only", action="store_true",
+                   help="run only the registry entries' repros and update only their outcomes (a new entry's range)")
     m.add_argument("run_args", nargs="*", help="after '--': extra `torchconform run` arguments")
 
     rep = sub.add_parser("report", help="rebuild the HTML report from recorded results; merge several runs")

@@ -60,9 +60,11 @@ def release_data(results: dict, release: str) -> dict:
     }
 
 
-def record_release(run_dir: Path, release: str, matrix_dir: Path) -> Path:
+def record_release(run_dir: Path, release: str, matrix_dir: Path, registry_only: bool = False) -> Path:
     """Write ``<matrix_dir>/<release>.json`` from a run.  A run of some areas only (``-- --area A``)
-    replaces those areas' rules and registry outcomes in the release's existing data and keeps the rest."""
+    replaces those areas' rules and registry outcomes in the release's existing data and keeps the rest; a
+    registry-only run (``--registry-only``: the entries' repros, no property tests) replaces only the outcomes
+    of the entries it measured."""
     from suite.matrix import base_version
 
     results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
@@ -75,7 +77,11 @@ def record_release(run_dir: Path, release: str, matrix_dir: Path) -> Path:
     areas = results.get("areas") or []
     from conform.rules import AREAS
 
-    if path.exists() and areas and set(areas) != set(AREAS):
+    if registry_only:
+        if not path.exists():
+            raise UsageError(f"{path} does not exist: a registry-only run updates a measured release")
+        data = merge_registry(json.loads(path.read_text(encoding="utf-8")), data)
+    elif path.exists() and areas and set(areas) != set(AREAS):
         data = merge_areas(json.loads(path.read_text(encoding="utf-8")), data, areas)
     path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     return path
@@ -104,10 +110,26 @@ def merge_areas(old: dict, new: dict, areas: list[str]) -> dict:
     return merged
 
 
+def merge_registry(old: dict, new: dict) -> dict:
+    """``old`` with the registry outcomes ``new`` measured; its rules and counts kept."""
+    merged = dict(old)
+    registry = {d: dict(items) for d, items in (old.get("registry") or {}).items()}
+    for device, items in (new.get("registry") or {}).items():
+        registry.setdefault(device, {}).update(items)
+    merged["registry"] = {d: dict(sorted(items.items())) for d, items in sorted(registry.items())}
+    merged["updates"] = list(old.get("updates") or []) + [
+        {"registry_only": True, "suite_commit": new.get("suite_commit"), "started": new.get("started"),
+         "duration_s": new.get("duration_s")}]
+    return merged
+
+
 def matrix(args: argparse.Namespace) -> int:
     from suite.matrix import MATRIX_DIR
 
     releases = parse_releases(args.release)
+    registry_only = getattr(args, "registry_only", False)
+    if registry_only and "--" in args.run_args:
+        raise UsageError("--registry-only chooses the tests itself: no pytest arguments after a second --")
     root = Path(__file__).resolve().parent.parent
     if not (root / "tox.ini").is_file():
         raise UsageError(f"no tox.ini in {root}: run the matrix from a checkout of the suite")
@@ -120,10 +142,12 @@ def matrix(args: argparse.Namespace) -> int:
         shutil.rmtree(run_dir, ignore_errors=True)  # a stale results.json must not pass for this run
         print(f"torchconform matrix: {env}", flush=True)
         t0 = time.monotonic()
-        code = subprocess.call(["tox", "-e", env, "--", *args.run_args], cwd=root)
+        # -k: only the module suite/test_divergences.py (its entries' repros), no property test
+        run_args = [*args.run_args, "--", "-k", "test_divergences"] if registry_only else list(args.run_args)
+        code = subprocess.call(["tox", "-e", env, "--", *run_args], cwd=root)
         wall = time.monotonic() - t0
         try:
-            path = record_release(run_dir, release, root / MATRIX_DIR.relative_to(root))
+            path = record_release(run_dir, release, root / MATRIX_DIR.relative_to(root), registry_only)
             print(f"torchconform matrix: {release}: exit {code} in {wall:.0f}s (install + run) -> {path}", flush=True)
         except (OSError, ValueError, KeyError, UsageError) as exc:
             failed.append(release)
