@@ -95,3 +95,29 @@ def test_registry_only_with_its_own_pytest_arguments_is_one_line_and_exit_2(caps
     assert main(["matrix", "--release", "2.6.0", "--registry-only", "--", "--area", "norm", "--", "-k", "x"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--registry-only" in err
+
+
+def test_a_matrix_run_records_the_release_and_merges_the_report(tmp_path, monkeypatch):
+    """The whole loop without tox: the release's run is faked, the recording and the merged report are real."""
+    import torchconform.matrix as matrix_module
+
+    root = tmp_path / "checkout"
+    (root / "torchconform").mkdir(parents=True)
+    (root / "tox.ini").write_text("")
+    monkeypatch.setattr(matrix_module, "__file__", str(root / "torchconform" / "matrix.py"))
+    monkeypatch.setattr(matrix_module.shutil, "which", lambda name: "/usr/bin/tox")
+    monkeypatch.setattr("suite.matrix.MATRIX_DIR", root / "reports" / "matrix")
+
+    def fake_tox(cmd, cwd):
+        run = root / matrix_module.OUT / "torch2.6.0"
+        run.mkdir(parents=True)
+        results = _results("2.6.0+cu124")
+        results.update(areas=["norm"], devices=["cpu"], status="completed", seed="derandomized",
+                       torch_version="2.6.0+cu124", registry_outcomes={})
+        (run / "results.json").write_text(json.dumps(results))
+        return 0
+
+    monkeypatch.setattr(matrix_module.subprocess, "call", fake_tox)
+    code = main(["matrix", "--release", "2.6.0"])
+    assert (root / "reports" / "matrix" / "2.6.0.json").is_file()
+    assert (root / matrix_module.OUT / "index.html").is_file() and code == 0

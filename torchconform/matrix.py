@@ -160,7 +160,8 @@ def matrix(args: argparse.Namespace) -> int:
     if runs:
         from torchconform.report import report
 
-        report(argparse.Namespace(dirs=runs, out=str(root / OUT), bench=None, bench_dir="reports/perf"))
+        report(argparse.Namespace(dirs=runs, out=str(root / OUT), bench=None, bench_dir="reports/perf",
+                                  bench_history=None, issues=None))
     if failed:
         print(f"torchconform matrix: not clean on {', '.join(dict.fromkeys(failed))}", file=sys.stderr)
     return 1 if failed else 0
