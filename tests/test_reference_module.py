@@ -72,7 +72,8 @@ def test_containers():
 
 def test_conversion():
     case = ConvertCase((("param", "float32"), ("buffer", "int64"), ("buffer", "complex64")), "half")
-    assert convert.run_convert(case) == {"dtypes": ["float16", "int64", "complex64"], "same": [True, True, True]}
+    assert convert.run_convert(case) == {"dtypes": ["float16", "int64", "complex64"], "same": [True, True, True],
+                                         "nones": [True, True]}
     assert convert.run_convert(ConvertCase((("param", "float32"),), "to:int64")).type == "TypeError"
 
 
@@ -96,3 +97,30 @@ def test_set_submodule_last_atom():
     assert run_program(TreeProgram(new)) == "m1"
     strict = (Op("set_submodule", "m0", "a", ("module", "m1"), True),)
     assert run_program(TreeProgram(strict)).type == "AttributeError"
+
+
+def test_container_dict_views_and_updates():
+    pd = ContainerProgram("ParameterDict", (("b", "p0"), ("a", "t0")), (CtOp("ror", (("z", "t1"), ("a", "p3"))),))
+    assert containers.run(pd)[0] == ("dict", [("z", "t1"), ("a", ("Parameter", "t0")), ("b", "p0")])
+    md = ContainerProgram("ModuleDict", (), (CtOp("update_bad", ("len",)),))
+    assert containers.run(md)[0].type == "ValueError"
+    assert containers.run(ContainerProgram("ParameterList", ("p0",), (CtOp("call", (7,)),)))[0].type == "RuntimeError"
+    assert containers.run(ContainerProgram("Sequential", (), (CtOp("call", (7,)),)))[0] == 7
+    # one extra_repr line is printed inline (Module.__repr__)
+    assert containers.container_repr("ParameterList", [("0", "p0")]) == \
+        "ParameterList(  (0): Parameter containing: [torch.float32 of size 2])"
+
+
+def test_conversion_future_flags_and_grads():
+    case = ConvertCase((("param", "float32"), ("buffer", "float32"), ("param", "int64")), "double", future="overwrite",
+                       grads=True)
+    assert convert.run_convert(case) == {"dtypes": ["float64", "float64", "int64"], "same": [False, False, False],
+                                         "nones": [True, True], "grads": ["float64", None, None]}
+    swap = ConvertCase((("param", "float32"), ("buffer", "int64")), "type:float64", future="swap")
+    assert convert.run_convert(swap)["same"] == [True, False]
+
+
+def test_load_pre_hooks_pre_order_through_copies():
+    spec = Spec(children=(("c", Spec()),), share="e")
+    case = LoadCase(spec, (), strict=False, observe="pre_hooks", copy="deepcopy")
+    assert state.observe(case, make_inputs(case)) == [("", "", False), ("c.", "c.", False), ("c.", "e.", False)]

@@ -18,36 +18,82 @@ CONVERT_TO_DTYPE = rule("module.convert.to_dtype",
     "to(dtype) accepts only floating point or complex dtypes (else TypeError) and casts only the floating point "
     "and complex parameters and buffers; integral ones keep their dtype.", f"{SRC}: Module.to")
 CONVERT_IDENTITY = rule("module.convert.parameter_identity",
-    "Conversion modifies the module in place: Parameter objects stay the same objects (their data is replaced); "
-    "a buffer is replaced by the converted tensor unless its dtype is unchanged.", f"{SRC}: Module._apply, Module.to")
+    "Conversion modifies the module in place: Parameter objects stay the same objects (their data is replaced, or "
+    "with torch.__future__.set_swap_module_params_on_conversion(True) swapped), except that with "
+    "set_overwrite_module_params_on_conversion(True) every parameter is a new Parameter; a buffer is replaced by "
+    "the converted tensor unless the conversion leaves it unchanged; parameters and buffers registered as None stay "
+    "None.", f"{SRC}: Module._apply, Module.to; torch/__future__.py: set_overwrite_module_params_on_conversion "
+    "('the following methods will assign new parameters to the module: module.{device}(), module.{dtype}(), "
+    "module.to(), module.to_empty()'), set_swap_module_params_on_conversion ('will swap the existing parameters "
+    "in-place')")
+CONVERT_TYPE = rule("module.convert.type_to_empty_share_memory",
+    "type(dst_type) casts all parameters and buffers (integral ones too) to dst_type; cpu() moves them to the CPU "
+    "(the same tensors where they are already there); to_empty(device=) keeps "
+    "dtypes and gives every buffer a new (uninitialised) tensor; share_memory() moves them to shared memory in "
+    "place (the same tensors).", f"{SRC}: Module.type ('Casts all parameters and buffers to dst_type'), "
+    "Module.cpu, Module.to_empty ('without copying storage'), Module.share_memory (Tensor.share_memory_)")
+CONVERT_GRADS = rule("module.convert.grads",
+    "A parameter's .grad is converted with it: after the conversion it has the parameter's new dtype.",
+    f"{SRC}: Module._apply (param_grad is passed through the same fn); torch/__future__.py: "
+    "set_swap_module_params_on_conversion")
 
 FLOATS = ("float16", "bfloat16", "float32", "float64")
 COMPLEX = ("complex64", "complex128")
 TARGET = {"float": "float32", "double": "float64", "half": "float16", "bfloat16": "bfloat16"}
 
 
-def run_convert(case):
-    """{"dtypes": dtype after, "same": same object as before} per entry, or the documented error."""
-    if case.method.startswith("to:"):
-        target = case.method[3:]
+FUTURE_METHODS = ("float", "double", "half", "bfloat16", "to", "type", "to_empty")  # the flags' documented scope
+
+
+def run_convert(case, device: str = "cpu"):
+    """{"dtypes": dtype after, "same": same object as before, "nones": None entries still None} per entry (and
+    "grads": the dtype of each parameter's .grad, None without one), or the documented error."""
+    method = case.method
+    if method.startswith("to:"):
+        target = method[3:]
         if target not in FLOATS + COMPLEX:
             return Raised("TypeError", "nn.Module.to only accepts floating point or complex dtypes")
         convertible = FLOATS + COMPLEX
+    elif method.startswith("type:"):
+        target, convertible = method[5:], None  # every dtype
+    elif method in ("to_empty", "share_memory", "cpu"):
+        target, convertible = None, ()
     else:
-        target, convertible = TARGET[case.method], FLOATS
-    dtypes = [target if dtype in convertible else dtype for _, dtype in case.entries]
-    return {"dtypes": dtypes, "same": [kind == "param" or new == dtype
-                                       for (kind, dtype), new in zip(case.entries, dtypes)]}
+        target, convertible = TARGET[method], FLOATS
+    dtypes = [target if convertible is None or dtype in convertible else dtype for _, dtype in case.entries]
+
+    def same(kind, before, after):
+        if kind == "param":
+            return case.future != "overwrite"
+        # buffers: to_empty makes new tensors, cpu() off the CPU too; a cast that changes nothing returns the
+        # tensor itself
+        return method != "to_empty" and (method != "cpu" or device == "cpu") and before == after
+
+    out = {"dtypes": dtypes, "same": [same(kind, dtype, new) for (kind, dtype), new in zip(case.entries, dtypes)],
+           "nones": [True, True]}
+    if case.grads:
+        out["grads"] = [new if kind == "param" and dtype in FLOATS + COMPLEX else None
+                        for (kind, dtype), new in zip(case.entries, dtypes)]
+    return out
 
 
-def expectations(case) -> list[Expect]:
+def expectations(case, device: str = "cpu") -> list[Expect]:
     """A ConvertCase: the dtypes under the method's rule (the error of to() included), the identities under
-    CONVERT_IDENTITY where the conversion happens."""
-    expected = run_convert(case)
-    rule_id = CONVERT_TO_DTYPE if case.method.startswith("to:") else CONVERT_FLOAT_METHODS
+    CONVERT_IDENTITY where the conversion happens, the grads' dtypes under CONVERT_GRADS."""
+    expected = run_convert(case, device)
+    if case.method.startswith("to:"):
+        rule_id = CONVERT_TO_DTYPE
+    elif case.method.startswith("type:") or case.method in ("to_empty", "share_memory", "cpu"):
+        rule_id = CONVERT_TYPE
+    else:
+        rule_id = CONVERT_FLOAT_METHODS
     if isinstance(expected, Raised):
         return [Expect(rule_id, expected)]
-    return [Expect(rule_id, expected["dtypes"], key="dtypes"), Expect(CONVERT_IDENTITY, expected["same"], key="same")]
+    out = [Expect(rule_id, expected["dtypes"], key="dtypes"), Expect(CONVERT_IDENTITY, expected["same"], key="same"),
+           Expect(CONVERT_IDENTITY, expected["nones"], key="nones")]
+    if case.grads:
+        out.append(Expect(CONVERT_GRADS, expected["grads"], key="grads"))
+    return out
 
 
 # ---- values and gradients ------------------------------------------------------------

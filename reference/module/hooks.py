@@ -33,6 +33,13 @@ HOOK_ALWAYS = rule("module.hooks.always_call",
     "register_module_forward_hook (always_call)")
 HOOK_REMOVE = rule("module.hooks.handle_remove",
     "handle.remove() unregisters exactly that hook.", "torch/utils/hooks.py: RemovableHandle.remove")
+LEGACY_BACKWARD = rule("module.hooks.legacy_backward",
+    "register_backward_hook (deprecated) and register_full_backward_hook cannot be mixed on one module, nor "
+    "register_module_backward_hook and register_module_full_backward_hook globally: the later registration raises "
+    "RuntimeError 'Cannot use both regular backward hooks and full backward hooks'; a legacy hook alone is called "
+    "once per backward with grad_output, the gradient with respect to the module's output.",
+    f"{SRC}: Module.register_backward_hook, Module.register_full_backward_hook, register_module_backward_hook, "
+    "register_module_full_backward_hook")
 BACKWARD_HOOKS = rule("module.hooks.full_backward",
     "Full backward pre-hooks see grad_output (global first, then the module's, prepend first) and may replace it; "
     "full backward hooks then see (grad_input for positional inputs, grad_output) and may replace grad_input, "
@@ -200,3 +207,12 @@ def backward_expectations(case, inputs) -> list[Expect]:
 def removal_expectations(case) -> list[Expect]:
     """A GlobalHookRemoval case: which global forward-hook registries still mention the removed hook."""
     return [Expect(HOOK_REMOVE, global_hook_removal(case))]
+
+
+def legacy_backward_expectations(case, inputs) -> list[Expect]:
+    """A LegacyBackwardCase: the outcome of the later registration, or the legacy hook's calls (grad_output)."""
+    if case.order == "call":
+        return [Expect(LEGACY_BACKWARD, [[inputs["up"]]], BACKWARD_TOL)]
+    where = "as a global Module hook" if case.order.startswith("global") else "on a single Module"
+    return [Expect(LEGACY_BACKWARD, Raised("RuntimeError", "Cannot use both regular backward hooks and full backward "
+                                                           f"hooks {where}"))]

@@ -46,14 +46,14 @@ DELATTR = rule("module.delattr.unregisters",
     "del removes a parameter, buffer (and its non-persistent mark) or submodule; otherwise it is an "
     "ordinary attribute deletion (AttributeError if absent).", f"{SRC}: Module.__delattr__")
 REGISTER_PARAMETER = rule("module.register_parameter.validation",
-    "register_parameter rejects '.' in the name (KeyError), then the empty name (KeyError), then an existing "
+    "register_parameter rejects a non-str name (TypeError), '.' in the name (KeyError), then the empty name (KeyError), then an existing "
     "non-parameter attribute (KeyError), then values other than Parameter/None (TypeError).",
     f"{SRC}: Module.register_parameter")
 REGISTER_BUFFER = rule("module.register_buffer.validation",
-    "register_buffer rejects '.' (KeyError), '' (KeyError), an existing non-buffer attribute (KeyError), then "
+    "register_buffer rejects a non-str name (TypeError), '.' (KeyError), '' (KeyError), an existing non-buffer attribute (KeyError), then "
     "non-tensor values (TypeError); persistent=False marks it non-persistent.", f"{SRC}: Module.register_buffer")
 ADD_MODULE = rule("module.add_module.validation",
-    "add_module/register_module reject non-Module values (TypeError), then an existing non-module attribute "
+    "add_module/register_module reject non-Module values (TypeError), then a non-str name (TypeError), then an existing non-module attribute "
     "(KeyError), then '.' (KeyError), then '' (KeyError).", f"{SRC}: Module.add_module, Module.register_module")
 REGISTRATION_HOOKS = rule("module.registration_hooks.global",
     "Global parameter/buffer/module registration hooks are called with (module, name, value) every time "
@@ -71,6 +71,13 @@ BEFORE_INIT = rule("module.init.assign_before_init",
     "register_buffer/add_module raises AttributeError ('cannot assign ... before Module.__init__() call' where "
     "the source says so); a plain attribute is set and survives __init__.", f"{SRC}: Module.__setattr__, "
     "Module.register_parameter, Module.register_buffer")
+
+INIT_ARGS = rule("module.init.arguments",
+    "Module.__init__ takes no arguments (TypeError naming the class) unless the class sets call_super_init=True, "
+    "which passes them on to the next class in the MRO.", f"{SRC}: Module.__init__, Module.call_super_init")
+CALL_NO_FORWARD = rule("module.call.missing_forward",
+    "Calling a module whose class defines no forward raises NotImplementedError 'Module [<Name>] is missing the "
+    "required \"forward\" function'.", f"{SRC}: _forward_unimplemented ('Should be overridden by all subclasses')")
 
 # The object pool of a tree program (suite/module/cases.py names the same labels).
 MODULES = ("m0", "m1", "m2", "m3", "m4")
@@ -168,6 +175,8 @@ _ACCEPTS = {"parameter": (is_param, r"torch\.nn\.Parameter or None required"),
 
 def _validate(kind: str, m: MModule, name: str, label):
     """register_parameter's / register_buffer's checks, in the source's order: the error, or None."""
+    if not isinstance(name, str):
+        return Raised("TypeError", f"{kind} name should be a string. Got {type(name).__name__}")
     if "." in name:
         return Raised("KeyError", kind + r' name can.{1,2}t contain "\."')
     if name == "":
@@ -205,6 +214,8 @@ def register_buffer(m: MModule, name: str, label, persistent: bool):
 def add_module(m: MModule, name: str, label):
     if label is not None and not is_module(label):
         return Raised("TypeError", f"{typename_re(label)} is not a Module subclass")
+    if not isinstance(name, str):
+        return Raised("TypeError", f"module name should be a string. Got {type(name).__name__}")
     if has_attr(m, name) and name not in m.modules:
         return Raised("KeyError", f"attribute '{name}' already exists")
     if "." in name:

@@ -37,11 +37,30 @@ LOAD_VALUES = rule("module.load_state_dict.values",
     "others keep their values.", f"{SRC}: Module.load_state_dict")
 LOAD_ASSIGN = rule("module.load_state_dict.assign",
     "assign=False copies in place (module tensors keep identity); assign=True makes buffers the dict's tensors "
-    "and parameters Parameters sharing the dict's storage, keeping the module's requires_grad.",
-    f"{SRC}: Module.load_state_dict (assign)")
+    "and parameters Parameters sharing the dict's storage, keeping the module's requires_grad; under "
+    "torch.__future__.set_swap_module_params_on_conversion(True) each parameter/buffer is swapped with "
+    "module_load's result instead (the module's tensor objects stay, sharing the dict's storage with assign=True).",
+    f"{SRC}: Module.load_state_dict (assign); torch/__future__.py: set_swap_module_params_on_conversion ('The "
+    "parameter/buffer in the module will be swapped via swap_tensors() with res')")
 LOAD_EXTRA_STATE = rule("module.load_state_dict.extra_state",
     "A module implementing set_extra_state receives the '<prefix>_extra_state' entry (missing if absent); for a "
     "module without it that key is unexpected.", f"{SRC}: Module.get_extra_state, Module.set_extra_state")
+LOAD_PRE_HOOKS = rule("module.load_state_dict.pre_hooks",
+    "Load pre-hooks (register_load_state_dict_pre_hook) run once per module visit before its own entries are "
+    "loaded, in pre-order (a shared module under each of its paths), with the module and its prefix; a module's "
+    "hooks travel with copy.deepcopy and pickle, and the copy's hooks receive the copy.",
+    f"{SRC}: Module.register_load_state_dict_pre_hook, Module._load_from_state_dict, _WrappedHook.__getstate__/"
+    "__setstate__ (the hook keeps the module it was registered with, across copies)")
+LOAD_RESULT_REPR = rule("module.load_state_dict.result_repr",
+    "The returned _IncompatibleKeys prints as '<All keys matched successfully>' when both lists are empty, "
+    "otherwise as the named tuple.", f"{SRC}: _IncompatibleKeys.__repr__")
+LOAD_NON_MAPPING = rule("module.load_state_dict.requires_mapping",
+    "load_state_dict of anything but a Mapping raises TypeError 'Expected state_dict to be dict-like'.",
+    f"{SRC}: Module.load_state_dict (state_dict (dict))")
+EXTRA_STATE_BASE = rule("module.extra_state.base_raises",
+    "The base get_extra_state/set_extra_state are only placeholders: called on a module that does not implement "
+    "them they raise RuntimeError.", f"{SRC}: Module.get_extra_state, Module.set_extra_state ('Implement this and a "
+    "corresponding set_extra_state() for your module if you need to store extra state')")
 LOAD_POST_HOOKS = rule("module.load_state_dict.post_hooks",
     "Load post-hooks run per module after its children (post-order, shared modules each time) and see the "
     "missing/unexpected keys collected so far.", f"{SRC}: Module.register_load_state_dict_post_hook")
@@ -97,10 +116,11 @@ def load(case, inputs, *, assign=None, takes_element_0=takes_element_0, key_chil
     sd = dict(case.entries)
     values = dict(inputs["module"])
     ident: dict = {}
-    missing, unexpected, errors, calls = [], [], [], []
+    missing, unexpected, errors, calls, pre_calls = [], [], [], [], []
     extra: dict = {}  # building path -> values given to set_extra_state
 
     def visit(spec, prefix, entries, home):
+        pre_calls.append((home, prefix, not case.copy))  # a copy's hooks receive the copy
         names = {n for n, _, _ in _local(spec)}
         child_names = key_children(spec)
         for name, shape, is_param in _local(spec):
@@ -121,7 +141,9 @@ def load(case, inputs, *, assign=None, takes_element_0=takes_element_0, key_chil
             values[home + name] = inputs["sd"][key].reshape(-1)[:1].reshape(shape) if squeeze \
                 else inputs["sd"][key].reshape(shape)
             if assign:
-                ident[home + name] = (key, not is_param and not squeeze, True)
+                # the buffer becomes the dict's tensor, unless the swap flag keeps the module's tensor object (with
+                # the dict's storage swapped in)
+                ident[home + name] = (key, not is_param and not squeeze and not getattr(case, "swap", False), True)
             else:
                 ident[home + name] = (key, False, False)
         extra_key = prefix + "_extra_state"
@@ -160,7 +182,13 @@ def load(case, inputs, *, assign=None, takes_element_0=takes_element_0, key_chil
     elif not case.strict and none_entry_raises and none_keys(case, children=False):
         # docstring note: a key for an entry registered as None raises RuntimeError
         result = Raised("RuntimeError", None)
-    return result, values, ident, calls, extra
+    return result, values, ident, calls, extra, pre_calls
+
+
+def incompatible_keys_repr(missing, unexpected) -> str:
+    if not missing and not unexpected:
+        return "<All keys matched successfully>"
+    return f"_IncompatibleKeys(missing_keys={missing!r}, unexpected_keys={unexpected!r})"
 
 
 def _home(spec, name, home):
@@ -202,9 +230,13 @@ def first_of_1d_keys(case) -> list:
 
 def observe(case, inputs, **variant):
     """The observable ``case.observe`` of the load (``variant``: see ``load``)."""
-    result, values, ident, calls, extra = load(case, inputs, **variant)
+    result, values, ident, calls, extra, pre_calls = load(case, inputs, **variant)
     if case.observe == "result":
         return result
+    if case.observe == "pre_hooks":
+        return pre_calls
+    if case.observe == "repr":
+        return result if isinstance(result, Raised) else incompatible_keys_repr(result[1], result[2])
     if case.observe == "post_hooks":
         return calls
     if case.observe == "extra":
@@ -262,7 +294,8 @@ def _unique_walk(spec, prefix=""):
 
 # ---- which rule an observation is about ------------------------------------------------
 _OBSERVABLE_RULES = {"values": LOAD_VALUES, "identity": LOAD_ASSIGN, "post_hooks": LOAD_POST_HOOKS,
-                     "extra": LOAD_EXTRA_STATE}
+                     "extra": LOAD_EXTRA_STATE, "pre_hooks": LOAD_PRE_HOOKS,
+                     "repr": LOAD_RESULT_REPR}
 
 
 def result_rule(case) -> str:

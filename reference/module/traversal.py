@@ -23,16 +23,16 @@ NAMED_PARAMETERS_ALL = rule("module.named_parameters.remove_duplicate_false",
 NAMED_PARAMETERS_LOCAL = rule("module.named_parameters.recurse_false",
     "recurse=False yields only the module's own parameters.", f"{SRC}: Module.named_parameters")
 NAMED_BUFFERS = rule("module.named_buffers.order",
-    "named_buffers yields buffers (persistent or not) like named_parameters, each tensor once.",
-    f"{SRC}: Module.named_buffers")
+    "named_buffers yields buffers (persistent or not) like named_parameters, each tensor once; buffers() yields "
+    "the same tensors in the same order.", f"{SRC}: Module.named_buffers, Module.buffers")
 NAMED_BUFFERS_ALL = rule("module.named_buffers.remove_duplicate_false",
     "With remove_duplicate=False shared buffers are yielded under every path; prefix is prepended.",
     f"{SRC}: Module.named_buffers")
 NAMED_BUFFERS_LOCAL = rule("module.named_buffers.recurse_false",
     "recurse=False yields only the module's own buffers.", f"{SRC}: Module.named_buffers")
 NAMED_MODULES = rule("module.named_modules.preorder",
-    "named_modules yields ('', self) then children depth-first in registration order, each module once.",
-    f"{SRC}: Module.named_modules")
+    "named_modules yields ('', self) then children depth-first in registration order, each module once; "
+    "modules() yields the same modules in the same order.", f"{SRC}: Module.named_modules, Module.modules")
 NAMED_MODULES_ALL = rule("module.named_modules.remove_duplicate_false",
     "With remove_duplicate=False shared modules are yielded under every path; prefix is prepended.",
     f"{SRC}: Module.named_modules")
@@ -79,6 +79,10 @@ STATE_DICT_HOOKS = rule("module.state_dict.hooks",
     "state_dict pre-hooks run for each module (pre-order, with its prefix) before it saves its tensors; post-hooks "
     "run after its children are saved (post-order), seeing the entries collected so far.",
     f"{SRC}: Module.register_state_dict_pre_hook, Module.register_state_dict_post_hook, Module.state_dict")
+STATE_DICT_POST_HOOK_RETURN = rule("module.state_dict.post_hook_returns_none",
+    "A hook registered with register_state_dict_post_hook must return None: state_dict raises RuntimeError "
+    "'state_dict post-hook must return None' otherwise.",
+    f"{SRC}: Module.register_state_dict_post_hook ('hook(module, state_dict, prefix, local_metadata) -> None')")
 APPLY = rule("module.apply.order",
     "apply(fn) calls fn on the children's subtrees first (each parent's distinct non-None children, in order), "
     "then on self.", f"{SRC}: Module.apply")

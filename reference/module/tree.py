@@ -35,6 +35,7 @@ OBSERVABLE_RULES = {
     "state_dict_detached": STATE_DICT_DETACHED, "state_dict_prefixed": STATE_DICT_PREFIX,
     "metadata": STATE_DICT_METADATA, "training": TRAIN, "requires_grad": REQUIRES_GRAD,
     "repr": REPR, "dir": DIR, "apply": APPLY, "deepcopy": DEEPCOPY, "pickle": PICKLE,
+    "modules": NAMED_MODULES, "buffers": NAMED_BUFFERS,
 }
 
 
@@ -53,6 +54,10 @@ def expected_observation(w: World, what: str):
         return named_members(w, "m0", "buffers", recurse=False)
     if what == "named_modules":
         return named_modules(w, "m0")
+    if what == "modules":  # modules()/buffers(): the objects of named_modules()/named_buffers(), same order
+        return [label for _, label in named_modules(w, "m0")]
+    if what == "buffers":
+        return [label for _, label in named_members(w, "m0", "buffers")]
     if what == "named_modules_all":
         return named_modules(w, "m0", prefix="r", remove_duplicate=False)
     if what == "named_children":
@@ -165,3 +170,33 @@ def extra_repr_expectations(case) -> list[Expect]:
 
 def registration_replace_expectations(case) -> list[Expect]:
     return [Expect(REGISTRATION_REPLACE, registration_replace(case))]
+
+
+def misc_expectations(case) -> list[Expect]:
+    """A MiscCase (suite/module/cases.py): the one call's documented outcome."""
+    from reference.module.convert import CONVERT_TYPE
+    from reference.module.registration import CALL_NO_FORWARD, INIT_ARGS
+    from reference.module.state import EXTRA_STATE_BASE, LOAD_NON_MAPPING, LOAD_POST_HOOKS
+    from reference.module.traversal import STATE_DICT_POST_HOOK_RETURN
+
+    expected = {
+        "init_args": (INIT_ARGS, Raised("TypeError", r"^Plain\.__init__\(\) takes 1 positional argument but 2 were "
+                                                     "given$")),
+        "init_kwargs": (INIT_ARGS, Raised("TypeError", r"^Plain\.__init__\(\) got an unexpected keyword argument "
+                                                       "'k'$")),
+        "super_init": (INIT_ARGS, ((1,), {"k": 2})),  # what the mixin after Module in the MRO received
+        "get_extra_state": (EXTRA_STATE_BASE, Raised("RuntimeError", None)),
+        "set_extra_state": (EXTRA_STATE_BASE, Raised("RuntimeError", None)),
+        "post_hook_return": (STATE_DICT_POST_HOOK_RETURN, Raised("RuntimeError", "^state_dict post-hook must return "
+                                                                                 "None$")),
+        # register_load_state_dict_post_hook: 'hook(module, incompatible_keys) -> None' (modify the keys in place)
+        "load_post_hook_return": (LOAD_POST_HOOKS, Raised("AssertionError", "not expected to return new values")),
+        "load_non_mapping": (LOAD_NON_MAPPING, Raised("TypeError", "^Expected state_dict to be dict-like")),
+        # a module on the meta device has no data to copy: the error points to to_empty (Module.to_empty: 'Move the
+        # parameters and buffers to the specified device without copying storage')
+        "meta_to": (CONVERT_TYPE, Raised("NotImplementedError", r"Module\.to_empty\(\) instead of "
+                                                              r"torch\.nn\.Module\.to\(\)")),
+        "call_no_forward": (CALL_NO_FORWARD, Raised("NotImplementedError",
+                                                    r'^Module \[Plain\] is missing the required "forward" function$')),
+    }[case.kind]
+    return [Expect(*expected)]

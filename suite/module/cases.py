@@ -106,7 +106,9 @@ class LoadCase:
     seed: int = 0
     with_metadata: bool = False
     preload_assign: bool = False  # first load the same dict into a twin with assign=True
-    observe: str = "result"  # result | values | identity | post_hooks | extra
+    observe: str = "result"  # result | values | identity | post_hooks | extra | pre_hooks
+    copy: str = ""  # "" | deepcopy | pickle: the tree (with its load pre-hooks) is copied and the copy loads
+    swap: bool = False  # load under torch.__future__.set_swap_module_params_on_conversion(True)
 
 
 def walk(spec: Spec, prefix: str = ""):
@@ -184,6 +186,15 @@ def backward_inputs(case: BackwardCase) -> dict:
 
 
 @dataclass(frozen=True)
+class LegacyBackwardCase:
+    """The deprecated (non-full) backward hooks next to full ones.  order: legacy_then_full | full_then_legacy
+    (registration on one module: the second one's outcome), global_full_then_legacy (register_module_full_backward_
+    hook, then register_module_backward_hook), call (a legacy hook on the y = x @ W.T module, one backward)."""
+    order: str
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class GlobalHookRemoval:
     with_kwargs: bool
     always_call: bool
@@ -213,8 +224,10 @@ class ContainerProgram:
 @dataclass(frozen=True)
 class ConvertCase:
     entries: tuple  # (kind "param" | "buffer", dtype name)
-    method: str  # float | double | half | bfloat16 | to:<dtype name>
+    method: str  # float | double | half | bfloat16 | to:<dtype name> | type:<dtype name> | to_empty | share_memory
     nested: bool = False  # entry i lives in (root, root.a, root.b)[i % 3]: conversion must recurse
+    future: str = ""  # "" | overwrite | swap: the torch.__future__ flag set during the conversion
+    grads: bool = False  # floating/complex parameters hold a .grad (ones) before the conversion
 
 
 @dataclass(frozen=True)
@@ -238,3 +251,14 @@ class GradCase:
     set_to_none: bool | None  # None: the default
     create_graph: bool
     nested: bool  # parameters live in a child module (and the child is registered twice)
+
+
+# ---- single calls with a documented error (reference/module/tree.py: misc_expectations) -------------------
+@dataclass(frozen=True)
+class MiscCase:
+    """kind: init_args | init_kwargs (Module.__init__ given arguments), super_init (call_super_init=True passes
+    them on), get_extra_state | set_extra_state (the base methods called directly), post_hook_return (a public
+    state_dict post-hook returning a value), load_post_hook_return (a load post-hook returning a value),
+    load_non_mapping (load_state_dict of a list), call_no_forward (a module without forward called), meta_to
+    (Module.to of a module on the meta device)."""
+    kind: str

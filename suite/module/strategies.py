@@ -195,8 +195,13 @@ def _expected_keys(spec):
     return keys, extras
 
 
+# Module.register_load_state_dict_pre_hook: observed where this build has it (checked, not assumed)
+LOAD_OBSERVABLES = ["result", "values", "identity", "post_hooks", "extra"] + \
+    (["pre_hooks"] if hasattr(torch.nn.Module, "register_load_state_dict_pre_hook") else [])
+
+
 @st.composite
-def load_cases(draw, observe=st.sampled_from(["result", "values", "identity", "post_hooks", "extra"])):
+def load_cases(draw, observe=st.sampled_from(LOAD_OBSERVABLES)):
     spec = draw(specs())
     keys, extras = _expected_keys(spec)
     entries = []
@@ -212,7 +217,8 @@ def load_cases(draw, observe=st.sampled_from(["result", "values", "identity", "p
         entries.append((key, draw(SHAPES)))
     entries = draw(st.permutations(entries))
     case = LoadCase(spec, tuple(entries), strict=draw(st.booleans()), assign=draw(st.booleans()),
-                    seed=draw(st.integers(0, 2**16)), observe=draw(observe))
+                    seed=draw(st.integers(0, 2**16)), observe=draw(observe),
+                    copy=draw(st.sampled_from(["", "", "deepcopy", "pickle"])), swap=draw(st.integers(0, 3)) == 0)
     event(f"load: {len(keys)} keys, {len(entries)} entries, shared={spec.share is not None}")
     return case
 

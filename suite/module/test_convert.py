@@ -3,7 +3,7 @@ bfloat16/float16 tensors are only created and cast (supported on CPU and acceler
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from reference.module import convert as ref
@@ -12,14 +12,33 @@ from suite.module.strategies import DTYPES
 from suite.module.torch_side.convert import run_convert, run_convert_values, run_zero_grad
 
 
-@pytest.mark.rules(ref.CONVERT_FLOAT_METHODS, ref.CONVERT_TO_DTYPE, ref.CONVERT_IDENTITY)
-@given(case=st.builds(ConvertCase, st.lists(st.tuples(st.sampled_from(["param", "buffer"]), DTYPES), min_size=1,
-                                            max_size=4).map(tuple),
-                      st.sampled_from(["float", "double", "half", "bfloat16", "to:float64", "to:float16",
-                                       "to:complex128", "to:int64", "to:float32"]),
-                      st.booleans()))
+METHODS = ["float", "double", "half", "bfloat16", "to:float64", "to:float16", "to:complex128", "to:int64",
+           "to:float32", "type:float64", "type:float16", "to_empty", "share_memory", "cpu"]
+
+
+@st.composite
+def convert_cases(draw):
+    method = draw(st.sampled_from(METHODS))
+    # the future flags' documented scope: the dtype/device methods (share_memory is not among them)
+    future = draw(st.sampled_from(["", "overwrite", "swap"])) if method != "share_memory" else ""
+    return ConvertCase(draw(st.lists(st.tuples(st.sampled_from(["param", "buffer"]), DTYPES), min_size=1,
+                                     max_size=4).map(tuple)), method, draw(st.booleans()), future, draw(st.booleans()))
+
+
+@pytest.mark.rules(ref.CONVERT_FLOAT_METHODS, ref.CONVERT_TO_DTYPE, ref.CONVERT_IDENTITY, ref.CONVERT_TYPE,
+                   ref.CONVERT_GRADS)
+@given(case=convert_cases())
+# the flags and grads through every branch of Module._apply (set_data, overwrite, swap; a grad of each)
+@example(case=ConvertCase((("param", "float32"), ("buffer", "float32"), ("param", "int64")), "double", True,
+                          "overwrite", True))
+@example(case=ConvertCase((("param", "float32"), ("buffer", "int64"), ("param", "float16")), "half", False, "swap",
+                          True))
+@example(case=ConvertCase((("param", "float32"), ("buffer", "float32")), "to_empty", False, "", True))
+@example(case=ConvertCase((("param", "float32"), ("buffer", "bool")), "type:float64", False, "", True))
+@example(case=ConvertCase((("param", "float32"), ("buffer", "float32")), "share_memory"))
+@example(case=ConvertCase((("param", "float32"), ("buffer", "int64")), "cpu", True))
 def test_conversion(conform, device, case):
-    conform.check(case, ref.expectations(case), run=run_convert)
+    conform.check(case, ref.expectations(case, device), run=run_convert)
 
 
 @pytest.mark.rules(ref.CONVERT_VALUES)

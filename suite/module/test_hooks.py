@@ -7,9 +7,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from reference.module import hooks as ref
-from suite.module.cases import BackwardCase, GlobalHookRemoval, Hook, HookCase, backward_inputs
+from suite.module.cases import BackwardCase, GlobalHookRemoval, Hook, HookCase, LegacyBackwardCase, \
+    backward_inputs
 from suite.module.strategies import GLOBAL_KWARGS, hooks
-from suite.module.torch_side.hooks import run_backward, run_global_hook_removal, run_hooks
+from suite.module.torch_side.hooks import run_backward, run_global_hook_removal, run_hooks, run_legacy_backward
 
 
 @pytest.mark.rules(ref.HOOK_ORDER, ref.HOOK_PREPEND, ref.HOOK_RETURN, ref.HOOK_KWARGS, ref.HOOK_ALWAYS, ref.HOOK_REMOVE)
@@ -38,3 +39,11 @@ def test_full_backward_hooks(conform, device, case):
 @given(case=st.builds(GlobalHookRemoval, st.booleans() if GLOBAL_KWARGS else st.just(False), st.booleans()))
 def test_global_forward_hook_removal(conform, device, case):
     conform.check(case, ref.removal_expectations(case), run=run_global_hook_removal)
+
+
+@pytest.mark.rules(ref.LEGACY_BACKWARD)
+@pytest.mark.parametrize("order", ["legacy_then_full", "full_then_legacy", "global_full_then_legacy", "call"])
+def test_legacy_backward_hooks(conform, device, order):
+    case = LegacyBackwardCase(order)
+    conform.check(case, ref.legacy_backward_expectations(case, backward_inputs(BackwardCase(0, 2, 2, 2, ()))),
+                  run=run_legacy_backward)

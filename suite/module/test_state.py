@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from reference.module import state as ref
-from suite.module.cases import make_inputs
+from suite.module.cases import LoadCase, Spec, make_inputs
 from suite.module.strategies import load_cases
 from suite.module.torch_side.state import run_load
 
@@ -20,9 +20,19 @@ def _check(conform, case):
 
 
 @pytest.mark.rules(ref.LOAD_KEYS, ref.LOAD_STRICT, ref.LOAD_SIZE, ref.LOAD_NONE, ref.LOAD_VALUES, ref.LOAD_ASSIGN,
-                   ref.LOAD_POST_HOOKS, ref.LOAD_EXTRA_STATE)
+                   ref.LOAD_POST_HOOKS, ref.LOAD_EXTRA_STATE, ref.LOAD_PRE_HOOKS)
 @settings(max_examples=max(settings.default.max_examples, 100))  # ~10 ms an example
 @given(case=load_cases())
+# a 1-element 1-d value for a 0-d parameter (the documented backward compatibility); load pre-hooks on a shared
+# child, through a pickled copy
+@example(case=LoadCase(Spec(params=(("w", ()),), buffers=(("r", (2,), True),)), (("w", (1,)), ("r", (2,)))))
+@example(case=LoadCase(Spec(params=(("w", (2,)),), children=(("c", Spec(params=(("w", (1,)),))),), share="e"),
+                       (("w", (2,)), ("c.w", (1,)), ("e.w", (1,))), observe="pre_hooks", copy="pickle"))
+# the swap flag, copying and assigning, a parameter and a buffer
+@example(case=LoadCase(Spec(params=(("w", (2,)),), buffers=(("r", (2,), True),)), (("w", (2,)), ("r", (2,))),
+                       swap=True, observe="identity"))
+@example(case=LoadCase(Spec(params=(("w", (2,)),), buffers=(("r", (2,), True),)), (("w", (2,)), ("r", (2,))),
+                       assign=True, swap=True, observe="identity"))
 def test_load_state_dict(conform, device, case):
     _check(conform, case)
     # the same load seen through every observable
@@ -38,4 +48,12 @@ def test_load_state_dict_twice_from_one_dict(conform, device, case):
     """Loading a state dict (with _metadata, as state_dict() returns) with assign=True must not change
     how a later load of the same dict behaves."""
     case = replace(case, with_metadata=True, preload_assign=True)
+    _check(conform, case)
+
+
+@pytest.mark.rules(ref.LOAD_RESULT_REPR)
+@pytest.mark.parametrize("case", [
+    LoadCase(Spec(params=(("w", (2,)),)), (("w", (2,)),), strict=False, observe="repr"),
+    LoadCase(Spec(params=(("w", (2,)), ("b", (1,)))), (("w", (2,)), ("zz", (1,))), strict=False, observe="repr")])
+def test_load_result_repr(conform, device, case):
     _check(conform, case)

@@ -4,18 +4,24 @@ in suite/module/divergences.py explain the differences), and assignments before 
 from __future__ import annotations
 
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reference.module import convert as convert_ref
 from reference.module import registration as reg
+from reference.module import state as state_ref
 from reference.module import traversal as trav
 from reference.module import tree as ref
 from reference.versions import since
-from suite.module.cases import MODULES, TENSORS, BeforeInit, Op, RegistrationReplace, TreeProgram
+from suite.module.cases import MODULES, TENSORS, BeforeInit, MiscCase, Op, RegistrationReplace, TreeProgram
 from suite.module.strategies import BAD, repr_cases
-from suite.module.torch_side.tree import run_before_init, run_registration_replace, run_repr, run_tree_program
+from suite.module.torch_side.tree import run_before_init, run_misc, run_registration_replace, run_repr, \
+    run_tree_program
 from suite.versions import requires_torch
 
+# Module.register_state_dict_post_hook: checked on this build, not assumed (test_tree.py: public since 2.5)
+HAS_STATE_DICT_POST_HOOK = hasattr(torch.nn.Module, "register_state_dict_post_hook")
 # nn.Buffer is new in torch 2.5 (absent from 2.4.1): before it, no case assigns one (register_buffer is still drawn)
 HAS_BUFFER = since("2.5")
 
@@ -91,3 +97,46 @@ def test_set_submodule_over_non_module(conform, device, name, before, child):
     ops = () if name == "forward" else (Op(before[0], "m0", name, before[1]),)
     ops += (Op("set_submodule", "m0", name, ("module", child), False),)
     _check(conform, TreeProgram(ops))
+
+
+def _grown(*extra):
+    """m0.a = m1 (parameter w, buffer r), m1.b = m2: paths for the get_*/set_submodule examples."""
+    return (Op("setattr", "m0", "a", ("module", "m1")), Op("setattr", "m1", "w", ("param", "p0")),
+            Op("register_buffer", "m1", "r", ("tensor", "t0"), True), Op("setattr", "m1", "b", ("module", "m2")),
+            *extra)
+
+
+# States the derandomized machine rarely builds (measured with --coverage): a path that resolves, and the
+# argument checks of registration and set_submodule.  Each op's outcome is checked, then the tree's views.
+TREE_EXAMPLES = [
+    _grown(Op("get_submodule", "m0", "a.b"), Op("get_parameter", "m0", "a.w"), Op("get_buffer", "m0", "a.r"),
+           Op("get_parameter", "m0", "a.r"), Op("get_buffer", "m0", "a.w"), Op("get_parameter", "m0", "a.b")),
+    _grown(Op("set_submodule", "m0", "", ("module", "m3"), False), Op("set_submodule", "m0", "a.c", ("int", 1), False),
+           Op("set_submodule", "m0", "a.c", ("module", "m3"), False)),
+    (Op("register_parameter", "m0", 1, ("param", "p0")), Op("register_buffer", "m0", 1, ("tensor", "t0"), True),
+     Op("add_module", "m0", 1, ("module", "m1")), Op("add_module", "m0", 1, ("int", 1)),
+     Op("register_module", "m0", "x.y", ("module", "m1")), Op("add_module", "m0", "", ("none",)),
+     Op("add_module", "m0", "forward", ("module", "m1"))),
+]
+
+
+@pytest.mark.rules(reg.REGISTER_PARAMETER, reg.REGISTER_BUFFER, reg.ADD_MODULE, trav.GET_SUBMODULE, trav.GET_PARAMETER,
+                   trav.GET_BUFFER, trav.SET_SUBMODULE, trav.NAMED_MODULES, trav.NAMED_BUFFERS)
+@pytest.mark.parametrize("ops", TREE_EXAMPLES, ids=range(len(TREE_EXAMPLES)))
+def test_tree_examples(conform, device, ops):
+    if any(op.kind == "set_submodule" for op in ops):
+        requires_torch("2.5", "Module.set_submodule")
+    for i in range(1, len(ops) + 1):
+        _check(conform, TreeProgram(ops[:i]))
+    _check(conform, TreeProgram(ops, ("modules", "buffers", "named_modules", "named_buffers")))
+
+
+MISC_KINDS = ["init_args", "init_kwargs", "super_init", "get_extra_state", "set_extra_state", "load_non_mapping",
+              "load_post_hook_return", "call_no_forward", "meta_to"] + (["post_hook_return"] if HAS_STATE_DICT_POST_HOOK else [])
+
+
+@pytest.mark.rules(reg.INIT_ARGS, reg.CALL_NO_FORWARD, state_ref.EXTRA_STATE_BASE, state_ref.LOAD_NON_MAPPING,
+                   trav.STATE_DICT_POST_HOOK_RETURN, convert_ref.CONVERT_TYPE, state_ref.LOAD_POST_HOOKS)
+@pytest.mark.parametrize("kind", MISC_KINDS)
+def test_misc_calls(conform, device, kind):
+    conform.check(MiscCase(kind), ref.misc_expectations(MiscCase(kind)), run=run_misc)

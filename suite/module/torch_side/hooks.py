@@ -13,7 +13,8 @@ import torch
 from torch.nn.modules import module as nn_module
 
 from conform.outcome import Raised
-from suite.module.cases import BackwardCase, GlobalHookRemoval, Hook, HookCase, backward_inputs
+from suite.module.cases import BackwardCase, GlobalHookRemoval, Hook, HookCase, LegacyBackwardCase, \
+    backward_inputs
 
 
 class _Doubler(torch.nn.Module):
@@ -166,3 +167,36 @@ def run_global_hook_removal(case: GlobalHookRemoval, device: str):
     registries = ("_global_forward_hooks", "_global_forward_hooks_always_called", "_global_forward_hooks_with_kwargs")
     # a registry this release does not have (with_kwargs: torch < 2.6) holds no hook
     return [name for name in registries if handle.id in getattr(nn_module, name, {})]
+
+
+def run_legacy_backward(case: LegacyBackwardCase, device: str):
+    """The later registration's outcome (None or Raised), or for "call" the grad_output each legacy hook call saw.
+    A global legacy hook is never registered successfully: torch's global flag would then refuse full backward
+    hooks for the rest of the process (it is not reset when the hook is removed)."""
+    inp = backward_inputs(BackwardCase(case.seed, 2, 2, 2, ()))
+    m = _Linear(torch.tensor(inp["w"]).to(device))
+    handles = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # register_backward_hook is deprecated; its warnings are not under test
+            if case.order == "call":
+                calls: list = []
+                handles.append(m.register_backward_hook(
+                    lambda module, grad_input, grad_output: calls.append([_np(g) for g in grad_output])))
+                x = torch.tensor(inp["x"]).to(device).requires_grad_(True)
+                m(x).backward(torch.tensor(inp["up"]).to(device))
+                return calls
+            first, second = {
+                "legacy_then_full": (m.register_backward_hook, m.register_full_backward_hook),
+                "full_then_legacy": (m.register_full_backward_hook, m.register_backward_hook),
+                "global_full_then_legacy": (nn_module.register_module_full_backward_hook,
+                                            nn_module.register_module_backward_hook)}[case.order]
+            handles.append(first(lambda *args: None))
+            try:
+                handles.append(second(lambda *args: None))
+            except Exception as exc:
+                return Raised.from_exception(exc)
+            return None
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -25,10 +25,21 @@ class _WithExtra(torch.nn.Module):
         self.loaded_extra.append("int" if isinstance(state, int) else tuple(state.shape))
 
 
+# Calls of the load pre-hooks: (building path of the module, prefix, whether it is an original module, not a
+# copy).  A module-level function, so that pickle can take the hooks along with the tree.
+_PRE_CALLS: list = []
+_ORIGINALS: set = set()
+
+
+def _record_pre(module, state_dict, prefix, *rest):
+    _PRE_CALLS.append((module.conform_path, prefix, id(module) in _ORIGINALS))
+
+
 def build(spec: Spec, values: dict, device: str, prefix: str = "", labels=None):
     labels = {} if labels is None else labels
     m = _WithExtra() if spec.extra else torch.nn.Module()
     labels[id(m)] = prefix
+    m.conform_path = prefix  # a plain attribute: copies keep it
     for name, shape in spec.params:
         p = None if shape is None else torch.nn.Parameter(
             torch.tensor(values[prefix + name], dtype=torch.float32).to(device), requires_grad=not spec.frozen)
@@ -63,17 +74,41 @@ def run_load(case: LoadCase, device: str):
             pass
     labels: dict = {}
     root = build(case.spec, inputs["module"], device, labels=labels)
+    if case.observe == "pre_hooks":
+        _PRE_CALLS.clear()
+        _ORIGINALS.clear()
+        for _, mod in root.named_modules():
+            _ORIGINALS.add(id(mod))
+            mod.register_load_state_dict_pre_hook(_record_pre)
+    if case.copy:
+        import copy
+        import pickle
+
+        root = copy.deepcopy(root) if case.copy == "deepcopy" else pickle.loads(pickle.dumps(root))
+        labels = {id(mod): mod.conform_path for _, mod in root.named_modules()}
     calls = []
     for _, mod in root.named_modules():
         mod.register_load_state_dict_post_hook(
             lambda module, keys: calls.append((labels[id(module)], list(keys.missing_keys), list(keys.unexpected_keys))))
+    swap_before = torch.__future__.get_swap_module_params_on_conversion()
+    torch.__future__.set_swap_module_params_on_conversion(case.swap)
     try:
         out = root.load_state_dict(sd, strict=case.strict, assign=case.assign)
         result = (type(out).__name__, list(out.missing_keys), list(out.unexpected_keys))
+        shown = repr(out)
     except Exception as exc:
-        result = Raised.from_exception(exc)
+        result = shown = Raised.from_exception(exc)
+    finally:
+        torch.__future__.set_swap_module_params_on_conversion(swap_before)
     if case.observe == "result":
         return result
+    if case.observe == "repr":
+        return shown
+    if case.observe == "pre_hooks":
+        calls = list(_PRE_CALLS)
+        _PRE_CALLS.clear()
+        _ORIGINALS.clear()
+        return calls
     if case.observe == "post_hooks":
         return calls
     if case.observe == "extra":

@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 
 from conform.outcome import Raised
-from suite.module.cases import (FROZEN, MODULES, PARAMS, POOL_NAMES, TENSORS, BeforeInit, Op, RegistrationReplace,
-                                ReprCase, TreeProgram)
+from suite.module.cases import (FROZEN, MODULES, PARAMS, POOL_NAMES, TENSORS, BeforeInit, MiscCase, Op,
+                                RegistrationReplace, ReprCase, TreeProgram)
 
 
 def make_pool(device: str) -> dict:
@@ -160,6 +160,10 @@ def _observe(pool: dict, what: str):
         return _labels(pool, root.named_buffers(recurse=False))
     if what == "named_modules":
         return _labels(pool, root.named_modules())
+    if what == "modules":
+        return [label_of(pool, m) for m in root.modules()]
+    if what == "buffers":
+        return [label_of(pool, b) for b in root.buffers()]
     if what == "named_modules_all":
         return _labels(pool, root.named_modules(prefix="r", remove_duplicate=False))
     if what == "named_children":
@@ -327,3 +331,50 @@ def run_registration_replace(case: RegistrationReplace, device: str):
             handle.remove()
     store = {"parameter": m._parameters, "buffer": m._buffers, "module": m._modules}[case.kind]
     return seen, labels.get(id(store["a"]), "none")
+
+
+class _Plain(torch.nn.Module):
+    pass
+
+
+_Plain.__name__ = _Plain.__qualname__ = "Plain"
+
+
+class _Mixin:
+    def __init__(self, *args, **kwargs):
+        self.received = (args, kwargs)
+
+
+def run_misc(case: MiscCase, device: str):
+    """The outcome of the case's one call (an exception is the outcome)."""
+    def call():
+        if case.kind == "init_args":
+            return _Plain(1)
+        if case.kind == "init_kwargs":
+            return _Plain(k=2)
+        if case.kind == "super_init":
+            class Cooperative(torch.nn.Module, _Mixin):
+                call_super_init = True
+            return Cooperative(1, k=2).received
+        m = _Plain()
+        m.register_buffer("b", torch.zeros(1, device=device))
+        if case.kind == "get_extra_state":
+            return m.get_extra_state()
+        if case.kind == "set_extra_state":
+            return m.set_extra_state({})
+        if case.kind == "post_hook_return":
+            m.register_state_dict_post_hook(lambda module, sd, prefix, meta: {})
+            return list(m.state_dict())
+        if case.kind == "load_post_hook_return":
+            m.register_load_state_dict_post_hook(lambda module, keys: keys)
+            return m.load_state_dict({"b": torch.ones(1, device=device)})
+        if case.kind == "load_non_mapping":
+            return m.load_state_dict([("b", torch.zeros(1, device=device))])
+        if case.kind == "meta_to":
+            meta = _Plain()
+            meta.w = torch.nn.Parameter(torch.zeros(2, device="meta"))
+            return meta.to(device)
+        if case.kind == "call_no_forward":
+            return m(torch.zeros(1, device=device))
+        raise ValueError(case.kind)
+    return _outcome(call)

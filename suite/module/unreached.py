@@ -1,0 +1,73 @@
+"""What a CPU run of the module area leaves unreached in nn/modules/module.py and container.py, and why (see
+suite/unreached.py).
+
+Measured with ``torchconform run --area module --device cpu --coverage``.  Ranges reachable from the public API
+but not yet checked are deliberately absent (they show as "not reached"): Module.compile and the compiled call
+path, Module.to's memory_format branch, the swap failures of Module._apply and load_state_dict, a buffer
+assigned to a subclass whose register_buffer takes no persistent argument, the warnings of zero_grad and of a
+load into meta tensors, and Sequential.insert or ParameterList/Dict repr of a non-tensor.
+"""
+from __future__ import annotations
+
+from suite.unreached import CUDA_ONLY, DEPRECATED, UNREACHABLE, Unreached
+
+MOD = "nn/modules/module.py"
+CT = "nn/modules/container.py"
+
+LEGACY_BACKWARD = ("non-full backward hooks are deprecated (module.py: register_backward_hook 'This function is "
+                   "deprecated in favor of register_full_backward_hook()'); the suite checks the mixing errors and one "
+                   "legacy call (module.hooks.legacy_backward), not the deprecated hook's warnings")
+
+UNREACHED = [
+    # ---- accelerators
+    *(Unreached(MOD, f"Module.{name}", CUDA_ONLY, f"Module.{name}() moves every tensor to that accelerator "
+                                                  f"(t.{name}(device)); a CPU run has none")
+      for name in ("cuda", "ipu", "xpu", "mtia")),
+    Unreached(CT, "ParameterList.extra_repr", CUDA_ONLY, "the device suffix is printed for CUDA/privateuse1 tensors "
+              "only (container.py: if p.device.type in ['cuda', ...])", contains="device_str = f\" ({p.device})\""),
+    Unreached(CT, "ParameterDict.extra_repr", CUDA_ONLY, "the device suffix is printed for CUDA/privateuse1 tensors "
+              "only (container.py: if p.device.type in ['cuda', ...])", contains="device_str = f\" ({p.device})\""),
+    # ---- deprecated entry points and legacy formats
+    Unreached(CT, "Container.__init__", DEPRECATED, "nn.Container warns 'nn.Container is deprecated. All of it's "
+              "functionality is now implemented in nn.Module. Subclass that instead.' (container.py: Container)"),
+    Unreached(MOD, "Module.__setstate__", DEPRECATED, "restores hook dicts and flags missing from a module pickled by "
+              "an older torch release ('Support loading old checkpoints that don't have the following attrs')"),
+    *(Unreached(MOD, "Module.state_dict", DEPRECATED, "state_dict's positional arguments (destination, prefix, "
+                "keep_vars) are deprecated ('Positional args are being deprecated, use kwargs instead')", contains=text)
+      for text in ("warnings.warn(", "if destination is None:")),
+    Unreached(MOD, "Module._maybe_warn_non_full_backward_hook", DEPRECATED, LEGACY_BACKWARD),
+    *(Unreached(MOD, "Module._call_impl.inner", DEPRECATED, LEGACY_BACKWARD + " (a module output that is a dict or "
+                "a tuple, searched for the tensor a legacy hook attaches to)", contains=text)
+      for text in ("if isinstance(var, dict):", "var = var[0]")),
+    Unreached(MOD, "Module._get_backward_hooks", DEPRECATED, LEGACY_BACKWARD + "; a global legacy hook is never "
+              "registered: torch's process-global _global_is_full_backward_hook would then refuse full hooks for "
+              "the rest of the run", contains="non_full_backward_hooks += _global_backward_hooks"),
+    *(Unreached(MOD, "register_module_backward_hook", DEPRECATED, LEGACY_BACKWARD + "; registering one globally "
+                "sets a process-global flag that no removal resets, refusing every later full backward hook",
+                contains=text)
+      for text in ("_global_is_full_backward_hook = False", "handle = RemovableHandle(_global_backward_hooks)")),
+    Unreached(MOD, "register_module_full_backward_hook", DEPRECATED, "raised only after a global legacy backward hook "
+              "was registered, which the suite never does (see register_module_backward_hook)"),
+    # ---- internal hooks, tracing, TorchScript
+    Unreached(MOD, "Module._slow_forward", UNREACHABLE, "the forward path taken only while torch.jit.trace records "
+              "(torch._C._get_tracing_state()); TorchScript tracing is outside the nn.Module contract checked here"),
+    Unreached(MOD, "Module.register_buffer", UNREACHABLE, "only a torch.jit.ScriptModule refuses non-persistent "
+              "buffers; TorchScript is outside the nn.Module contract checked here",
+              contains="ScriptModule does not support non-persistent buffers"),
+    Unreached(MOD, "Module._register_state_dict_hook", UNREACHABLE, "a private registration (used by torch's own "
+              "FSDP/quantization code); the public register_state_dict_post_hook is checked"),
+    Unreached(MOD, "Module.state_dict", UNREACHABLE, "a hook registered through the private _register_state_dict_hook "
+              "may return a new destination; public post-hooks must return None (checked)",
+              contains="if hook_result is not None:"),
+    Unreached(MOD, "_has_any_global_hook", UNREACHABLE, "called only by torch.compile/dynamo to decide whether to "
+              "warn about global hooks (torch/_dynamo)"),
+    Unreached(MOD, "_WrappedHook.__call__", UNREACHABLE, "a load pre-hook lives in its module's own hook dict, so it "
+              "cannot be called once the module is garbage collected ('You are trying to call the hook of a dead "
+              "Module!')", contains="raise RuntimeError(\"You are trying to call the hook of a dead Module!\")"),
+    Unreached(MOD, "Module._apply", UNREACHABLE, "an internal invariant: _parameters holds only Parameters "
+              "(register_parameter and __setattr__ refuse anything else)", contains="param must be a Parameter"),
+    Unreached(MOD, "Module._apply", UNREACHABLE, "an internal invariant: out_param.grad was set from the same param "
+              "a line above", contains="out_param.grad must not be None"),
+    Unreached(MOD, "_WrappedHook.__setstate__", UNREACHABLE, "a pickled _WrappedHook with with_module=True always "
+              "carries its live module (__getstate__ stores self.module())", contains="raise RuntimeError("),
+]
