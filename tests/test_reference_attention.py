@@ -9,7 +9,7 @@ import pytest
 from packaging.version import Version
 
 from conform.outcome import OneOf, Raised
-from reference.attention import causal, layers, mha, numerics, sdpa
+from reference.attention import causal, layers, mha, mha_functional, numerics, sdpa
 
 
 def _release(monkeypatch, release: str) -> None:
@@ -101,7 +101,8 @@ def _mha_fully_masked_case():
     case = SimpleNamespace(E=2, H=1, L=1, S=1, batch=1, batch_first=True, kdim=None, vdim=None, bias=True,
                            add_bias_kv=False, add_zero_attn=False, need_weights=True, average_attn_weights=True,
                            attn_mask=mask, attn_mask_3d=False, kpm=SimpleNamespace(kind="none"), is_causal=False,
-                           self_attention=False, dtype="float64", path="slow", dropout=0.0)
+                           self_attention=False, dtype="float64", path="slow", dropout=0.0, fastpath=True,
+                           subclass=False, legacy=False, nested_lengths=(), meta=False)
     x = np.array([[[1.0, -1.0]]])
     inp = {"params": {"in_proj_weight": np.eye(6, 2), "in_proj_bias": np.arange(6.0),
                       "out_proj.weight": np.eye(2), "out_proj.bias": np.array([0.25, -0.5])},
@@ -121,3 +122,56 @@ def test_mha_fully_masked_row_by_hand(monkeypatch, release):
         assert np.isnan(got["out"]).all() and np.isnan(got["weights"]).all()
     else:
         assert np.array_equal(got["out"][0, 0], [0.25, -0.5]) and np.array_equal(got["weights"], [[[0.0]]])
+
+
+def test_static_key_value_by_hand():
+    """Identity projections, one query [1, 0] against static keys [0, 0], [1, 0] and values [2, 0], [4, 0]."""
+    case = SimpleNamespace(E=2, H=1, L=1, S=2, batch=1, static_k=True, static_v=True, add_zero_attn=False,
+                           need_weights=True, which="none")
+    inp = {"params": {"in_proj_weight": np.vstack([np.eye(2)] * 3), "in_proj_bias": np.zeros(6),
+                      "out_proj.weight": np.eye(2), "out_proj.bias": np.zeros(2)},
+           "query": np.array([[[1.0, 0.0]]]), "key": np.zeros((2, 1, 2)), "value": np.zeros((2, 1, 2)),
+           "static_k": np.array([[[0.0, 0.0], [1.0, 0.0]]]), "static_v": np.array([[[2.0, 0.0], [4.0, 0.0]]])}
+    outputs, _, _ = mha_functional.model(case, inp)
+    p1 = math.exp(1 / math.sqrt(2)) / (1 + math.exp(1 / math.sqrt(2)))
+    assert np.allclose(outputs["out"], [[[2 + 2 * p1, 0.0]]]) and np.allclose(outputs["weights"], [[[1 - p1, p1]]])
+    # a zero key/value appended after the static ones: one more score 0, value 0
+    outputs, _, _ = mha_functional.model(SimpleNamespace(**{**vars(case), "add_zero_attn": True}), inp)
+    e = math.exp(1 / math.sqrt(2))
+    assert np.allclose(outputs["out"], [[[(2 + 4 * e) / (2 + e), 0.0]]])
+
+
+@pytest.mark.parametrize("batch, batch_first, shape", [(0, False, (3, 2)), (2, True, (2, 3, 2)), (2, False, (3, 2, 2))])
+def test_training_dropout_one_leaves_the_output_bias(batch, batch_first, shape):
+    case = SimpleNamespace(dropout=1.0, batch=batch, batch_first=batch_first, L=3, E=2)
+    out = mha.dropped_output(case, {"params": {"out_proj.bias": np.array([0.5, -1.0])}})
+    assert out.shape == shape and np.array_equal(out[..., 1], np.full(shape[:-1], -1.0))
+
+
+def _layer_case(**kw):
+    fields = dict(kind="encoder", batch_first=True, norm_first=False, bias=True, activation="relu", norm2_eps=None,
+                  nhead=2, custom=False, enable_nested_tensor=True, path="eval_nograd", fastpath=True, legacy=False,
+                  batch=2, kpm_lengths=(2, 1), kpm_right_aligned=False, src_mask="none", subclass=False, nested="none",
+                  hooked=False)
+    fields.update(kw)
+    return SimpleNamespace(**fields)
+
+
+@pytest.mark.parametrize("change", [dict(custom=True), dict(bias=False), dict(norm2_eps=0.1), dict(nhead=1),
+                                    dict(norm_first=True), dict(activation="callable_tanh")])
+def test_a_layer_the_sparsity_path_cannot_use_turns_nested_tensors_off(change):
+    assert layers.nested_flag(_layer_case()) == {"use_nested_tensor": True, "warned": False}
+    assert layers.nested_flag(_layer_case(**change)) == {"use_nested_tensor": False, "warned": True}
+
+
+@pytest.mark.parametrize("change", [dict(legacy=True), dict(fastpath=False), dict(kpm_right_aligned=True),
+                                    dict(batch=0), dict(subclass=True), dict(src_mask="bool"), dict(nested="alone")])
+def test_nested_conversion_needs_every_condition(change):
+    assert layers.nested_conversion(_layer_case())
+    assert not layers.nested_conversion(_layer_case(**change))
+
+
+def test_a_nested_query_with_a_mask_is_an_error():
+    case, inp = _mha_fully_masked_case()
+    case = SimpleNamespace(**{**vars(case), "nested_lengths": (1,), "path": "eval_nograd", "self_attention": True})
+    assert mha.expected_error(case, inp)[0] == mha.MHA_NESTED

@@ -14,6 +14,7 @@ from conform.expect import Expect
 from conform.outcome import Raised
 from conform.rules import rule
 from reference.attention.causal import T_TR
+from reference.attention.mha import MHA_META
 from reference.attention.numerics import attention_block, softmax
 from reference.attention.tolerances import layer_tol
 from reference.norm import layer_norm
@@ -57,6 +58,33 @@ TRANSFORMER = rule("attention.transformer.forward",
 TRANSFORMER_ERR = rule("attention.transformer.batch_mismatch_error",
                        "src and tgt with different batch sizes raise RuntimeError.", T_TR + ": Transformer.forward")
 
+LAYER_UNBATCHED = rule("attention.layers.unbatched",
+                       "Unbatched src/tgt/memory (S, E) are one sequence (key padding masks (S)); the output is (T, E).",
+                       T_TR + ": Transformer.forward (Shape)")
+LAYER_NO_BIAS = rule("attention.layers.bias_false",
+                     "bias=False: the Linear and LayerNorm layers (and the attention projections) have no additive "
+                     "bias.", T_TR + ": TransformerEncoderLayer / TransformerDecoderLayer (bias)")
+LAYER_NORM_EPS = rule("attention.encoder_layer.norm_eps_by_hand",
+                      "A norm2.eps modified by hand (so norm1.eps != norm2.eps) is used by norm2: the fast path is "
+                      "refused and the result is the formula with each LayerNorm's own eps.",
+                      T_TR + ": TransformerEncoderLayer (Fast path: 'unless the caller has manually modified one')")
+LAYER_LEGACY = rule("attention.layers.legacy_checkpoint",
+                    "Layers unpickled from an older checkpoint without 'activation' use relu; a TransformerEncoder "
+                    "without 'use_nested_tensor' runs the padded computation.",
+                    T_TR + ": TransformerEncoderLayer/TransformerDecoderLayer.__setstate__, TransformerEncoder.forward")
+TRANSFORMER_CUSTOM = rule("attention.transformer.custom_encoder_decoder",
+                          "custom_encoder / custom_decoder replace the built encoder and decoder: the output is "
+                          "custom_decoder(tgt, custom_encoder(src)).", T_TR + ": Transformer (custom_encoder, custom_decoder)")
+LAYER_NOT_TENSOR_MASK = rule("attention.layers.mask_type_error",
+                             "A src_mask that is neither None nor a Tensor is rejected with RuntimeError.",
+                             "torch/nn/functional.py: _none_or_dtype; " + T_TR + ": TransformerEncoderLayer.forward")
+
+LAYER_NESTED = rule("attention.encoder_layer.nested_tensor",
+                    "On the fast path TransformerEncoderLayer and TransformerEncoder take a NestedTensor src and return "
+                    "a NestedTensor whose sequences are the formula on each sequence alone; with a "
+                    "src_key_padding_mask or src_mask as well (not supported with NestedTensor input) it is an "
+                    "AssertionError.", T_TR + ": TransformerEncoderLayer (Fast path; Nested Tensor inputs)")
+
 TRANSFORMER_FEATURE_ERR = rule("attention.transformer.feature_mismatch_error",
                                "src or tgt whose feature size is not d_model raises RuntimeError.",
                                T_TR + ": Transformer.forward")
@@ -81,6 +109,7 @@ class _Cond:
         self.norm_gain = 1.0
         self.mag = 1.0
         self.softmax = softmax
+        self.norm2_eps = None
 
 
 def _attn(P, prefix, x_q, x_kv, nhead, bias, cond: _Cond):
@@ -92,13 +121,15 @@ def _attn(P, prefix, x_q, x_kv, nhead, bias, cond: _Cond):
 
 
 def _ff(P, prefix, x, act):
-    h = activation(act, x @ P[prefix + "linear1.weight"].T + P[prefix + "linear1.bias"])
-    return h @ P[prefix + "linear2.weight"].T + P[prefix + "linear2.bias"]
+    h = activation(act, x @ P[prefix + "linear1.weight"].T + P.get(prefix + "linear1.bias", 0.0))
+    return h @ P[prefix + "linear2.weight"].T + P.get(prefix + "linear2.bias", 0.0)
 
 
 def _norm(P, name, x, cond: _Cond):
-    y = layer_norm(x, 1, LN_EPS, P[name + ".weight"], P[name + ".bias"])
-    min_std = float(np.min(np.sqrt(((x - x.mean(axis=-1, keepdims=True)) ** 2).mean(axis=-1) + LN_EPS)))
+    """LayerNorm ``name`` (its bias absent with bias=False); norm2 of a layer may carry an eps set by hand."""
+    eps = cond.norm2_eps if name.endswith("norm2") and cond.norm2_eps is not None else LN_EPS
+    y = layer_norm(x, 1, eps, P[name + ".weight"], P.get(name + ".bias"))
+    min_std = float(np.min(np.sqrt(((x - x.mean(axis=-1, keepdims=True)) ** 2).mean(axis=-1) + eps)))
     cond.norm_gain *= 1.0 + float(np.max(np.abs(P[name + ".weight"]))) / min_std
     cond.mag = max(cond.mag, float(np.max(np.abs(y))))
     return y
@@ -140,11 +171,14 @@ def model(case, inp, P, softmax=softmax) -> tuple[np.ndarray, _Cond]:
     """(output, conditioning met) of the LayerCase's module: the documented padded computation, on the
     inputs ``inp`` and parameters ``P`` (torch's names); ``softmax`` normalizes the attention scores."""
     src, mem = inp["src"], inp["memory"]
-    if not case.batch_first:
+    if case.batch == 0:  # unbatched: one sequence
+        src, mem = src[None], mem[None]
+    elif not case.batch_first:
         src, mem = np.swapaxes(src, 0, 1), np.swapaxes(mem, 0, 1)
     N, L, S = src.shape[0], src.shape[1], mem.shape[1]
     self_bias = _bias(inp["src_masked"], inp["src_mask_add"], inp["kpm"], N, L, L)
     cond = _Cond(softmax)
+    cond.norm2_eps = case.norm2_eps
     if case.kind == "encoder_layer":
         out = _encoder_layer(P, "", src, case, self_bias, cond)
     elif case.kind == "encoder":
@@ -168,28 +202,46 @@ def model(case, inp, P, softmax=softmax) -> tuple[np.ndarray, _Cond]:
         m = mem
         for i in range(case.num_layers):
             m = _encoder_layer(P, f"encoder.layers.{i}.", m, case, enc_bias, cond)
-        m = _norm(P, "encoder.norm", m, cond)
+        # custom_encoder/custom_decoder: stacks with a final norm only where the case gives them one
+        final_norms = not case.custom or case.final_norm
+        m = _norm(P, "encoder.norm", m, cond) if final_norms else m
         cross_bias = _bias(None, None, inp["memory_kpm"], N, L, S)
         out = src
         for i in range(case.num_layers):
             out = _decoder_layer(P, f"decoder.layers.{i}.", out, m, case, self_bias, cross_bias, cond)
-        out = _norm(P, "decoder.norm", out, cond)
-    if not case.batch_first:
+        out = _norm(P, "decoder.norm", out, cond) if final_norms else out
+    if case.batch == 0:
+        out = out[0]
+    elif not case.batch_first:
         out = np.swapaxes(out, 0, 1)
     return out, cond
 
 
 def nested_flag(case) -> dict:
-    ok = (case.batch_first and not case.norm_first and case.activation in ("relu", "gelu") and case.nhead % 2 == 0)
+    """TransformerEncoder.__init__: a layer the sparsity fast path cannot use (not a TransformerEncoderLayer,
+    norm_first, not batch_first, bias=False, another activation, norm eps differing, odd nhead) turns
+    enable_nested_tensor off, with a warning."""
+    ok = (not case.custom and case.batch_first and not case.norm_first and case.bias
+          and case.activation in ("relu", "gelu") and case.norm2_eps is None and case.nhead % 2 == 0)
     use = case.enable_nested_tensor and ok
     return {"use_nested_tensor": use, "warned": case.enable_nested_tensor and not ok}
 
 
 def nested_conversion(case) -> bool:
-    """TransformerEncoder.forward converts to a nested tensor (sparsity fast path) for this case."""
-    return (case.kind == "encoder" and case.path == "eval_nograd" and case.enable_nested_tensor
-            and nested_flag(case)["use_nested_tensor"] and case.kpm_lengths is not None
-            and case.src_mask == "none" and case.batch_first)
+    """TransformerEncoder.forward converts to a nested tensor (sparsity fast path) for this case: eval, no
+    grad, fast paths enabled, a batched input with a left-aligned src_key_padding_mask and no mask, no Tensor
+    subclass, the use_nested_tensor attribute present and True."""
+    return (case.kind == "encoder" and case.path == "eval_nograd" and case.fastpath and not case.legacy
+            and nested_flag(case)["use_nested_tensor"] and case.batch > 0 and case.kpm_lengths is not None
+            and not case.kpm_right_aligned and case.src_mask == "none" and not case.subclass and case.nested == "none")
+
+
+def layer_fast_path(case) -> bool:
+    """TransformerEncoderLayer.forward runs its fused kernel (docstring 'Fast path' list + source checks: even
+    nhead, bias, fast paths enabled, no hooks, no Tensor subclass)."""
+    return (case.kind in ("encoder_layer", "encoder") and case.path == "eval_nograd" and case.fastpath
+            and case.batch > 0 and case.batch_first and case.bias and case.activation in ("relu", "gelu")
+            and case.norm2_eps is None and case.nhead % 2 == 0 and not case.hooked and not case.subclass)
 
 
 def rules(case) -> list[str]:
@@ -208,10 +260,24 @@ def rules(case) -> list[str]:
         out += [DEC_MEM_CAUSAL] if case.memory_causal else []
     else:
         out = [TRANSFORMER]
+    out += [LAYER_UNBATCHED] if case.batch == 0 else []
+    out += [LAYER_NO_BIAS] if not case.bias else []
+    out += [LAYER_NORM_EPS] if case.norm2_eps is not None else []
+    out += [LAYER_LEGACY] if case.legacy else []
+    out += [TRANSFORMER_CUSTOM] if case.kind == "transformer" and case.custom else []
     return out + ([LAYER_DROPOUT_EVAL] if case.dropout else [])
 
 
 def expectations(case, inp, P) -> list[Expect]:
+    if case.meta:
+        return [Expect(MHA_META, np.shape(model(case, inp, P)[0]))]
+    if case.nested != "none":  # only with the fast path's conditions met otherwise
+        if case.nested == "with_kpm" or case.src_mask != "none":
+            return [Expect(LAYER_NESTED, Raised("AssertionError", r"does not support NestedTensor outside of its fast"))]
+        # each sequence alone: the padded computation with the padding masked, at the unpadded rows
+        out, cond = model(case, inp, P)
+        sequences = [out[b, :n] for b, n in enumerate(case.kpm_lengths)]
+        return [Expect(LAYER_NESTED, sequences, layer_tol(case, cond.M, cond.norm_gain, cond.mag))]
     out, cond = model(case, inp, P)
     t = layer_tol(case, cond.M, cond.norm_gain, cond.mag)
     return [Expect(r, out, t) for r in rules(case)]
@@ -237,3 +303,7 @@ def activation_expectations(case) -> list[Expect]:
     if case.activation in ("relu", "gelu"):
         return [Expect(ENC_ACT_ERR, "no error")]
     return [Expect(ENC_ACT_ERR, Raised("RuntimeError", r"activation should be relu/gelu, not " + case.activation))]
+
+
+def mask_type_expectations(case) -> list[Expect]:
+    return [Expect(LAYER_NOT_TENSOR_MASK, Raised("RuntimeError", r"must be None or torch.Tensor"))]

@@ -42,8 +42,34 @@ MHA_DROPOUT_EVAL = rule("attention.mha.dropout_eval",
                         "Dropout acts only in training: in eval mode MultiheadAttention(dropout=p) computes the formula "
                         "without dropout, on the slow and the fast path.", T_MHAF + " (training: apply dropout if True)")
 MHA_FAST_TAKEN = rule("attention.mha.fast_path_conditions",
-                      "The fast path runs iff: eval, no grad, batched, batch_first, self-attention with one tensor, "
-                      "even num_heads, bias, no bias_kv, no zero_attn, kdim == vdim == E, no float mask.", T_ACT + ".forward")
+                      "The fast path runs iff: eval, no grad (or no argument requiring grad), batched, batch_first, self-attention with one tensor, "
+                      "even num_heads, bias, no bias_kv, no zero_attn, kdim == vdim == E, no float mask, "
+                      "torch.backends.mha.get_fastpath_enabled(), no Tensor subclass (__torch_function__) argument.",
+                      T_ACT + ".forward; torch/backends/mha: get_fastpath_enabled")
+MHA_DROPOUT_TRAIN = rule("attention.mha.dropout_train",
+                         "In training, dropout zeroes attention weights with probability p: with dropout=1.0 every "
+                         "weight is dropped, so the output is the output projection's bias b_O (0 without bias), on "
+                         "the need_weights and the scaled_dot_product_attention branch.",
+                         T_MHAF + " (dropout_p: probability of an element to be zeroed; training: apply dropout if True)")
+MHA_LEGACY = rule("attention.mha.legacy_checkpoint",
+                  "A MultiheadAttention unpickled from a v1.1.0 checkpoint (no _qkv_same_embed_dim) uses the packed "
+                  "in_proj_weight and computes the documented formula.", T_ACT + ".__setstate__ (old checkpoints)")
+MHA_INPUT_SHAPE_ERR = rule("attention.mha.input_shape_errors",
+                           "query/key/value must be all batched (3-D) or all unbatched (2-D), query's features "
+                           "embed_dim, key's kdim, value's vdim, and key and value must agree in sequence (and batch) "
+                           "length; otherwise AssertionError.", T_ACT + ".forward (Args: query, key, value shapes); "
+                           "torch/nn/functional.py: _mha_shape_check, _in_projection")
+MHA_DTYPE_ERR = rule("attention.mha.input_dtype_error",
+                     "A query whose dtype is not the module's parameter dtype is refused by the fast path and "
+                     "rejected (RuntimeError), with or without bias.", T_ACT + ".forward ('this case will fail anyway')")
+MHA_NESTED = rule("attention.mha.nested_tensor",
+                  "A NestedTensor passed as query = key = value on the fast path gives a NestedTensor whose sequences "
+                  "are the formula on each sequence alone; where the fast path cannot run (a mask, training, ...) "
+                  "it is an AssertionError.", T_ACT + " (fastpath inference with support for Nested Tensors)")
+MHA_META = rule("attention.meta_device.shapes",
+                "On the meta device (no data) MultiheadAttention and the Transformer layers run their slow paths "
+                "(the fast paths take only cpu/cuda/privateuse1 tensors) and give outputs of the documented shapes.",
+                T_ACT + ".forward (Outputs); torch/nn/modules/transformer.py: Transformer.forward (Shape)")
 MHA_FAST_AGREE = rule("attention.mha.fast_path_agrees",
                       "The fast path output and weights agree with the slow path's documented formula.", T_ACT + ".forward")
 
@@ -69,6 +95,9 @@ def param_layout(case) -> list:
 
 def expected_error(case, inp) -> tuple[str, Raised] | None:
     """The first error MultiheadAttention raises for this case, in its order of checks, with its rule."""
+    if case.nested_lengths and (not fast_path_expected(case) or case.attn_mask.kind != "none"
+                                or case.kpm.kind != "none"):
+        return MHA_NESTED, Raised("AssertionError", r"does not support NestedTensor outside of its fast path")
     if case.attn_mask.kind == "int":
         return MASK_DTYPE, Raised("AssertionError", r"only bool and floating types of attn_mask")
     if case.kpm.kind == "int":
@@ -142,6 +171,17 @@ def model(case, inp, softmax=softmax) -> dict:
             "full": full}
 
 
+def nested_model(case, inp) -> dict:
+    """A NestedTensor query on the fast path: each sequence query[b, :n_b] attends to itself alone."""
+    outs, M, mag = [], 0.0, 1.0
+    for b, n in enumerate(case.nested_lengths):
+        x = inp["query"][b:b + 1, :n]
+        out, _, Mb, magb = attention_block(inp["params"], x, x, x, case.H, np.zeros((1, 1, n, n)))
+        outs.append(out[0])
+        M, mag = max(M, Mb), max(mag, magb)
+    return {"outputs": {"out": outs, "weights": None}, "M": M, "mag": mag}
+
+
 def outputs(case, inp, softmax=softmax):
     """Expected outcome of MultiheadAttention.forward: {"out", "weights"}, or the error."""
     error = expected_error(case, inp)
@@ -161,11 +201,11 @@ def score_magnitude(case, inp) -> float:
 
 def fast_path_expected(case, device: str = "cpu") -> bool:
     """The conditions of MultiheadAttention.forward's fast path (docstring list + source checks)."""
-    return (case.path == "eval_nograd" and case.batch > 0 and case.self_attention and case.batch_first
+    return (case.path in ("eval_nograd", "eval_frozen") and case.batch > 0 and case.self_attention and case.batch_first
             and case.H % 2 == 0 and case.bias and not case.add_bias_kv and not case.add_zero_attn
             and (case.kdim or case.E) == case.E and (case.vdim or case.E) == case.E
             and case.attn_mask.kind not in ("float", "neginf") and case.kpm.kind not in ("float", "neginf")
-            and device.split(":")[0] in ("cpu", "cuda"))
+            and device.split(":")[0] in ("cpu", "cuda") and case.fastpath and not case.subclass and not case.meta)
 
 
 def feature_rules(case) -> list[str]:
@@ -186,7 +226,16 @@ def feature_rules(case) -> list[str]:
     rules += [MASK_KPM_FLOAT] if case.kpm.kind in ("float", "neginf") else []
     rules += [MASK_MERGE] if case.kpm.kind != "none" and case.attn_mask.kind != "none" else []
     rules += [MHA_DROPOUT_EVAL] if case.dropout else []
+    rules += [MHA_LEGACY] if case.legacy else []
     return rules
+
+
+def dropped_output(case, inp) -> np.ndarray:
+    """Training with dropout=1.0: every attention weight is zeroed, so each output row is b_O."""
+    assert case.dropout == 1.0, "only dropout=1.0 has a deterministic training outcome"
+    shape = (case.L, case.E) if case.batch == 0 else \
+        ((case.batch, case.L, case.E) if case.batch_first else (case.L, case.batch, case.E))
+    return np.broadcast_to(inp["params"].get("out_proj.bias", 0.0), shape).copy()
 
 
 def expectations(case, inp, device: str = "cpu") -> list[Expect]:
@@ -197,13 +246,24 @@ def expectations(case, inp, device: str = "cpu") -> list[Expect]:
     credited to every feature the case exercises."""
     expects = []
     fast = fast_path_expected(case, device)
-    if case.path == "eval_nograd":
+    if case.path in ("eval_nograd", "eval_frozen"):
         expects.append(Expect(MHA_FAST_TAKEN, fast, key="fast_path"))
     error = expected_error(case, inp)
     if error is not None:
-        return expects + [Expect(error[0], error[1], MHA_ERROR_TOL)]
+        # a NestedTensor refused by the fast path fails before any kernel: the error is the whole outcome
+        return ([] if error[0] == MHA_NESTED else expects) + [Expect(error[0], error[1], MHA_ERROR_TOL)]
+    if case.meta:
+        out = model(case, inp)["outputs"]
+        shapes = {k: None if v is None else np.shape(v) for k, v in out.items()}
+        return expects + [Expect(MHA_META, shapes, key="outputs")]
+    if case.nested_lengths:
+        m = nested_model(case, inp)
+        return expects + [Expect(MHA_NESTED, m["outputs"], mha_tol(case, m["M"], m["mag"]), key="outputs")]
     m = model(case, inp)
     t = mha_tol(case, m["M"], m["mag"])
+    if case.path == "slow" and case.dropout:
+        # a fully masked row is NaN before dropout: no deterministic outcome
+        return [] if m["full"].any() else [Expect(MHA_DROPOUT_TRAIN, dropped_output(case, inp), t, key=("outputs", "out"))]
     rules = [MASK_FULL_MHA] if m["full"].any() else feature_rules(case) + ([MHA_FAST_AGREE] if fast else [])
     return expects + [Expect(r, m["outputs"], t, key="outputs") for r in rules]
 
@@ -232,3 +292,20 @@ def parameter_expectations(case) -> list[Expect]:
 
 def constructor_expectations(case) -> list[Expect]:
     return [Expect(MHA_CTOR, constructor(case))]
+
+
+def input_error_expectations(case) -> list[Expect]:
+    """MultiheadAttention(4, 2) (kdim 3 / vdim 5 where ``which`` says) given a broken input: the error."""
+    if case.which.startswith("dtype"):
+        return [Expect(MHA_DTYPE_ERR, Raised("RuntimeError", r"dtype"))]
+    message = {
+        "batched_query_2d_kv": r"For batched \(3-D\) `query`, expected `key` and `value` to be 3-D",
+        "unbatched_query_3d_kv": r"For unbatched \(2-D\) `query`, expected `key` and `value` to be 2-D",
+        "query_1d": r"query should be unbatched 2D or batched 3D tensor",
+        "query_features": r"was expecting embedding dimension of 4",
+        "kv_shapes": r"key shape .* does not match value shape",
+        "kv_lengths_separate": r"key's sequence and batch dims .* do not match value's",
+        "key_features_separate": r"expecting key weights shape of \(4, 4\)",
+        "value_features_self": r"expecting value weights shape of \(4, 4\)",
+    }[case.which]
+    return [Expect(MHA_INPUT_SHAPE_ERR, Raised("AssertionError", message))]

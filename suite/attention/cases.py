@@ -71,12 +71,46 @@ class MhaCase:
     kpm: MaskSpec = MaskSpec()
     is_causal: bool = False
     self_attention: bool = False  # pass the same tensor as query, key and value
-    path: str = "slow"  # slow (training mode) | eval_grad (eval, grad on: slow path) | eval_nograd (fast path if its conditions hold)
+    # slow (training mode) | eval_grad (eval, grad on: slow path) | eval_nograd (fast path if its conditions hold) |
+    # eval_frozen (eval, grad on, every parameter requires_grad=False: fast path if its conditions hold)
+    path: str = "slow"
     dtype: str = "float32"
     magnitude: float = 1.0
     bad_attn_mask_shape: tuple[int, ...] | None = None  # explicit (wrong) shape for an error rule
     bad_kpm_shape: tuple[int, ...] | None = None
-    dropout: float = 0.0  # only with path eval_grad / eval_nograd: dropout must then be inactive
+    dropout: float = 0.0  # eval_grad / eval_nograd: must be inactive; slow (training): only 1.0, every weight dropped
+    fastpath: bool = True  # torch.backends.mha.set_fastpath_enabled(fastpath) around the call
+    subclass: bool = False  # query/key/value passed as a plain torch.Tensor subclass (has __torch_function__)
+    legacy: bool = False  # the module round-trips pickle without _qkv_same_embed_dim (a v1.1.0 checkpoint)
+    # batch_first self-attention passed as one NestedTensor of query[b, :n_b] (need_weights=False)
+    nested_lengths: tuple[int, ...] = ()
+    meta: bool = False  # module and inputs on the meta device (no data: only shapes come out)
+
+
+@dataclass(frozen=True)
+class MhaInputErrorCase:
+    """MultiheadAttention called with inputs that break its documented shapes or dtype (``which``)."""
+
+    which: str
+    batch_first: bool = False
+
+
+@dataclass(frozen=True)
+class MhaFunctionalCase:
+    """F.multi_head_attention_forward called directly: static_k/static_v, or arguments that break its documented
+    shapes (``which``: none | a broken argument)."""
+
+    seed: int
+    which: str = "none"
+    E: int = 4
+    H: int = 2
+    L: int = 3
+    S: int = 4
+    batch: int = 2  # 0 = unbatched
+    static_k: bool = False
+    static_v: bool = False
+    add_zero_attn: bool = False
+    need_weights: bool = True
 
 
 @dataclass(frozen=True)
@@ -115,6 +149,17 @@ class LayerCase:
     magnitude: float = 1.0
     dropout: float = 0.0  # only with path eval_grad / eval_nograd: dropout must then be inactive
     bad_feature: str = "none"  # transformer_shape_check: none (batch mismatch) | src | tgt (d_model + 1 features)
+    bias: bool = True
+    norm2_eps: float | None = None  # every layer's norm2.eps set by hand (before the encoder is built): None = 1e-5
+    custom: bool = False  # transformer: custom_encoder / custom_decoder (final norms only with final_norm)
+    hooked: bool = False  # a forward hook (returning None) on every layer
+    fastpath: bool = True  # torch.backends.mha.set_fastpath_enabled(fastpath) around the call
+    subclass: bool = False  # src / memory passed as a plain torch.Tensor subclass
+    legacy: bool = False  # round-trips pickle without the attributes older releases lacked (activation, use_nested_tensor)
+    kpm_right_aligned: bool = False  # the padding is at the start of each sequence (not left-aligned)
+    # src as a NestedTensor of src[b, :kpm_lengths[b]]: "alone", or "with_kpm" (the padding mask passed too)
+    nested: str = "none"
+    meta: bool = False  # module and inputs on the meta device (no data: only shapes come out)
 
 
 @dataclass(frozen=True)
@@ -238,9 +283,12 @@ def mha_inputs(case: MhaCase) -> dict:
     return out
 
 
-def _kpm_from_lengths(lengths: tuple[int, ...] | None, total: int) -> np.ndarray | None:
+def _kpm_from_lengths(lengths: tuple[int, ...] | None, total: int, right_aligned: bool = False) -> np.ndarray | None:
+    """(N, total) True = padding: each sequence's first n keys are real (right_aligned: its last n)."""
     if lengths is None:
         return None
+    if right_aligned:
+        return np.array([[j < total - n for j in range(total)] for n in lengths], dtype=bool)
     return np.array([[j >= n for j in range(total)] for n in lengths], dtype=bool)
 
 
@@ -248,6 +296,8 @@ def layer_inputs(case: LayerCase) -> dict:
     """src, memory and the masks (True = excluded) of a LayerCase."""
     g = _gen(case.seed)
     shape = (lambda n: (case.batch, n, case.d_model)) if case.batch_first else (lambda n: (n, case.batch, case.d_model))
+    if case.batch == 0:  # unbatched: (L, d_model)
+        shape = lambda n: (n, case.d_model)  # noqa: E731
     src = torch.randn(shape(case.L), generator=g, dtype=torch.float64) * case.magnitude
     mem = torch.randn(shape(case.S), generator=g, dtype=torch.float64) * case.magnitude
     src_masked = None
@@ -263,7 +313,25 @@ def layer_inputs(case: LayerCase) -> dict:
         if case.src_mask == "float":
             add = _rounded(torch.from_numpy(mask_values(spec, src_masked)), case.dtype)
     return {"src": _rounded(src, case.dtype), "memory": _rounded(mem, case.dtype), "src_masked": src_masked,
-            "src_mask_add": add, "kpm": _kpm_from_lengths(case.kpm_lengths, case.L),
+            "src_mask_add": add, "kpm": _kpm_from_lengths(case.kpm_lengths, case.L, case.kpm_right_aligned),
             "memory_kpm": _kpm_from_lengths(case.memory_kpm_lengths, case.S),
             "memory_masked": np.triu(np.ones((case.L, case.S), dtype=bool), k=1) if case.memory_causal else None}
 
+
+
+def mha_functional_inputs(case: MhaFunctionalCase) -> dict:
+    """"params" (packed in_proj_weight/bias, out_proj), query (L, N, E), key/value (S, N, E) (unbatched: no N) and
+    static_k/static_v (N*H, S, E/H) as float32-rounded float64 arrays."""
+    g = _gen(case.seed)
+    E, hd, n = case.E, case.E // case.H, max(case.batch, 1)
+    shapes = {"in_proj_weight": (3 * E, E), "in_proj_bias": (3 * E,), "out_proj.weight": (E, E), "out_proj.bias": (E,)}
+    out: dict = {"params": _param_values(shapes, g, "float32")}
+
+    def seq(length: int) -> np.ndarray:
+        shape = (length, E) if case.batch == 0 else (length, case.batch, E)
+        return _rounded(torch.randn(shape, generator=g, dtype=torch.float64), "float32")
+
+    out["query"], out["key"], out["value"] = seq(case.L), seq(case.S), seq(case.S)
+    for name in ("static_k", "static_v"):
+        out[name] = _rounded(torch.randn((n * case.H, case.S, hd), generator=g, dtype=torch.float64), "float32")
+    return out

@@ -284,9 +284,7 @@ ENCODER_FAST_FLOAT_MASK = _layer_entry(
              "to 1e-7 and differs from layer(x, src_mask=fm) by 0.25; torch._transformer_encoder_layer_fwd -> masked "
              "softmax on CPU. Measured on CPU 2.4.1-2.15.0. Not observed on H200 (2.11): no float-mask fast-path "
              "example differed there",
-    when=lambda case: (case.kind in ("encoder_layer", "encoder") and case.path == "eval_nograd"
-                       and case.src_mask == "float" and case.batch_first and case.nhead % 2 == 0
-                       and case.activation in ("relu", "gelu")),
+    when=lambda case: layers_ref.layer_fast_path(case) and case.src_mask == "float",
     torch_does=_float_mask_as_bool,
     repro=LayerCase(seed=0, kind="encoder_layer", d_model=4, nhead=2, ff=4, L=3, S=3, batch=1,
                     src_mask="float", path="eval_nograd"),

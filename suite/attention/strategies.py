@@ -72,13 +72,20 @@ def mha_cases(draw, device: str, fast: bool = False) -> MhaCase:
     S = L if self_attention else draw(st.integers(1, 8), label="S")
     kdim = None if plain or self_attention else draw(st.none() | st.sampled_from([E, 3, 6]), label="kdim")
     vdim = None if plain or self_attention else draw(st.none() | st.sampled_from([E, 5]), label="vdim")
-    attn_kinds = ("none", "bool") if plain else ("none", "bool", "float", "neginf")
+    # training with dropout=1.0 (every weight dropped: a deterministic outcome), only without masks
+    train_dropout = not fast and draw(st.sampled_from([False] * 4 + [True]), label="train dropout")
+    attn_kinds = ("none",) if train_dropout else (("none", "bool") if plain else ("none", "bool", "float", "neginf"))
     attn = draw(masks(L, attn_kinds), label="attn_mask")
     kpm = draw(masks(1, attn_kinds), label="key_padding_mask")
     dt = draw(dtypes(device, half=False), label="dtype") if device.split(":")[0] == "cpu" \
         else draw(st.sampled_from(["float32", "float64", "float16"]), label="dtype")
     # eval_grad: eval mode with autograd on, i.e. the slow path where dropout must be inactive
-    path = "eval_nograd" if fast else draw(st.sampled_from(["slow", "slow", "eval_grad"]), label="path")
+    path = "slow" if train_dropout else ("eval_nograd" if fast else draw(st.sampled_from(["slow", "slow", "eval_grad"]),
+                                                                           label="path"))
+    dropout = 1.0 if train_dropout else (0.0 if path == "slow" else draw(st.sampled_from([0.0, 0.5]), label="dropout"))
+    # rarer options, each one of the fast path's refusals or a legacy format (swarm: most examples draw none)
+    rare = draw(st.sampled_from(["none", "none", "subclass", "fastpath off", "legacy"]), label="rare option")
+    packed = (kdim or E) == E and (vdim or E) == E
     return MhaCase(seed=draw(seeds, label="seed"), E=E, H=H, L=L, S=S, batch=batch,
                    batch_first=True if plain else draw(st.booleans(), label="batch_first"),
                    kdim=kdim, vdim=vdim, bias=True if plain else draw(st.booleans(), label="bias"),
@@ -88,8 +95,8 @@ def mha_cases(draw, device: str, fast: bool = False) -> MhaCase:
                    average_attn_weights=draw(st.booleans(), label="average_attn_weights"),
                    attn_mask=attn, attn_mask_3d=attn.kind != "none" and draw(st.booleans(), label="3-D attn_mask"),
                    kpm=kpm, self_attention=self_attention, path=path, dtype=dt,
-                   magnitude=draw(st.sampled_from([0.5, 1.0, 3.0]), label="magnitude"),
-                   dropout=0.0 if path == "slow" else draw(st.sampled_from([0.0, 0.5]), label="dropout"))
+                   magnitude=draw(st.sampled_from([0.5, 1.0, 3.0]), label="magnitude"), dropout=dropout,
+                   fastpath=rare != "fastpath off", subclass=rare == "subclass", legacy=rare == "legacy" and packed)
 
 
 @st.composite
@@ -97,31 +104,41 @@ def layer_cases(draw, device: str, kinds=("encoder_layer",), fast: bool | None =
     kind = draw(st.sampled_from(kinds), label="kind")
     nhead = draw(st.sampled_from([1, 2, 4]), label="nhead")
     d_model = nhead * draw(st.sampled_from([2, 4]), label="head dim")
-    L, S, batch = draw(st.integers(1, 6), label="L"), draw(st.integers(1, 6), label="S"), draw(st.integers(1, 3), label="batch")
+    # batch 0: unbatched (S, E) inputs
+    L, S, batch = draw(st.integers(1, 6), label="L"), draw(st.integers(1, 6), label="S"), draw(st.integers(0, 3), label="batch")
     path = draw(st.sampled_from(["slow", "eval_grad", "eval_nograd"]), label="path") if fast is None \
         else ("eval_nograd" if fast else "slow")
     src_mask = draw(st.sampled_from(["none", "none", "causal", "bool", "float"]), label="src_mask")
-    kpm = tuple(draw(st.integers(1, L), label="kpm length") for _ in range(batch)) \
+    kpm = tuple(draw(st.integers(1, L), label="kpm length") for _ in range(max(batch, 1))) \
         if draw(st.booleans(), label="src_key_padding_mask") else None
-    mkpm = tuple(draw(st.integers(1, S), label="memory kpm length") for _ in range(batch)) \
+    mkpm = tuple(draw(st.integers(1, S), label="memory kpm length") for _ in range(max(batch, 1))) \
         if draw(st.booleans(), label="memory_key_padding_mask") else None
     # a causal memory mask (key 0 always visible) only without memory padding: no fully masked rows
     memory_causal = kind in ("decoder_layer", "decoder") and mkpm is None and draw(st.booleans(), label="memory_causal")
     hint = draw(st.sampled_from([None, True, False]), label="is_causal hint") if src_mask == "causal" \
         else draw(st.sampled_from([None, False]), label="is_causal hint")
     dt = "float64" if device.split(":")[0] == "cpu" and draw(st.booleans(), label="float64") else "float32"
+    activation = draw(st.sampled_from(["relu", "gelu", "callable_tanh"]), label="activation")
+    # rarer options, each one of the fast paths' refusals or a legacy format (swarm: most examples draw none)
+    rare = draw(st.sampled_from(["none", "none", "hooked", "fastpath off", "subclass", "legacy"]), label="rare option")
     return LayerCase(seed=draw(seeds, label="seed"), kind=kind, d_model=d_model, nhead=nhead,
                      ff=draw(st.sampled_from([4, 16]), label="ff"), L=L, S=S, batch=batch,
                      batch_first=draw(st.sampled_from([True, True, False]), label="batch_first"),
                      norm_first=draw(st.booleans(), label="norm_first"),
-                     activation=draw(st.sampled_from(["relu", "gelu", "callable_tanh"]), label="activation"),
+                     activation=activation,
                      num_layers=draw(st.integers(1, 2), label="num_layers"), final_norm=draw(st.booleans(), label="final_norm"),
                      src_mask=src_mask, kpm_lengths=kpm, kpm_kind=draw(st.sampled_from(["bool", "bool", "float"]), label="kpm kind"),
                      memory_kpm_lengths=mkpm, tgt_is_causal=hint, memory_causal=memory_causal,
                      enable_nested_tensor=draw(st.booleans(), label="enable_nested_tensor"),
                      mask_check=draw(st.booleans(), label="mask_check"), path=path, dtype=dt,
                      magnitude=draw(st.sampled_from([0.5, 1.0, 3.0]), label="magnitude"),
-                     dropout=0.0 if path == "slow" else draw(st.sampled_from([0.0, 0.5]), label="dropout"))
+                     dropout=0.0 if path == "slow" else draw(st.sampled_from([0.0, 0.5]), label="dropout"),
+                     bias=draw(st.sampled_from([True, True, True, False]), label="bias"),
+                     norm2_eps=draw(st.sampled_from([None, None, None, 0.1]), label="norm2.eps by hand")
+                     if kind in ("encoder_layer", "encoder") else None,
+                     custom=kind == "transformer" and draw(st.booleans(), label="custom encoder/decoder"),
+                     hooked=rare == "hooked", fastpath=rare != "fastpath off", subclass=rare == "subclass",
+                     legacy=rare == "legacy" and activation == "relu")
 
 
 # ---------------------------------------------------------------------------- steering

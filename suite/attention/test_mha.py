@@ -8,14 +8,15 @@ from hypothesis import strategies as st
 from reference.attention import causal
 from reference.attention import masks
 from reference.attention import mha as ref
-from suite.attention.cases import MaskSpec, MhaCase, MhaCtorCase, mha_inputs
+from suite.attention.cases import MaskSpec, MhaCase, MhaCtorCase, MhaInputErrorCase, mha_inputs
 from suite.attention.strategies import mha_cases, seeds, steer_mha
-from suite.attention.torch_side.mha import run_mha, run_mha_constructor, run_mha_mask_warnings, run_mha_parameters
+from suite.attention.torch_side.mha import (
+    run_mha, run_mha_constructor, run_mha_input_error, run_mha_mask_warnings, run_mha_parameters)
 
 FORWARD_RULES = (ref.MHA_FORWARD, ref.MHA_BATCH_FIRST, ref.MHA_UNBATCHED, ref.MHA_NEED_WEIGHTS, ref.MHA_AVERAGE,
                  ref.MHA_BIAS_KV, ref.MHA_ZERO_ATTN, ref.MHA_KVDIM, ref.MHA_NO_BIAS, masks.MASK_BOOL_MHA,
                  masks.MASK_FLOAT_ADD, masks.MASK_NEG_INF, masks.MASK_3D, masks.MASK_KPM_BOOL, masks.MASK_KPM_FLOAT,
-                 masks.MASK_MERGE, masks.MASK_FULL_MHA, ref.MHA_DROPOUT_EVAL)
+                 masks.MASK_MERGE, masks.MASK_FULL_MHA, ref.MHA_DROPOUT_EVAL, ref.MHA_DROPOUT_TRAIN, ref.MHA_LEGACY)
 
 
 def check_mha(conform, case, device):
@@ -37,9 +38,46 @@ def test_mha_eval_nograd(conform, device, data):
     check_mha(conform, data.draw(mha_cases(device, fast=True), label="case"), device)
 
 
+# A case meeting every fast-path condition, and one condition off at a time (the documented list, then the
+# source's own: even num_heads, bias, get_fastpath_enabled, no Tensor subclass argument).
+_PLAIN = dict(seed=3, E=8, H=2, L=5, S=5, batch=2, batch_first=True, self_attention=True, path="eval_nograd",
+              kpm=MaskSpec("bool", 0.3, (), 4))
+_ONE_OFF = {
+    "none": {}, "frozen": dict(path="eval_frozen"), "frozen_nobias": dict(path="eval_frozen", bias=False),
+    "grad": dict(path="eval_grad"), "training": dict(path="slow"), "unbatched": dict(batch=0),
+    "training_dropout": dict(path="slow", dropout=1.0, kpm=MaskSpec()),
+    "cross": dict(self_attention=False, S=4), "odd_heads": dict(H=1), "not_batch_first": dict(batch_first=False),
+    "bias_kv": dict(add_bias_kv=True), "zero_attn": dict(add_zero_attn=True), "no_bias": dict(bias=False),
+    "float_mask": dict(kpm=MaskSpec("float", 0.3, (), 5)), "fastpath_off": dict(fastpath=False),
+    "subclass": dict(subclass=True), "legacy": dict(legacy=True),
+    "nested": dict(nested_lengths=(5, 3), kpm=MaskSpec(), need_weights=False),
+    "nested_with_mask": dict(nested_lengths=(5, 3), need_weights=False), "meta": dict(meta=True),
+}
+
+
+@pytest.mark.rules(ref.MHA_FAST_TAKEN, ref.MHA_FAST_AGREE, ref.MHA_FORWARD, ref.MHA_BATCH_FIRST, ref.MHA_UNBATCHED,
+                   ref.MHA_NEED_WEIGHTS, ref.MHA_AVERAGE, ref.MHA_BIAS_KV, ref.MHA_ZERO_ATTN, ref.MHA_NO_BIAS,
+                   ref.MHA_LEGACY, ref.MHA_DROPOUT_TRAIN, ref.MHA_NESTED, ref.MHA_META, masks.MASK_BOOL_MHA,
+                   masks.MASK_KPM_BOOL, masks.MASK_KPM_FLOAT, masks.MASK_FULL_MHA)
+@given(off=st.sampled_from(sorted(_ONE_OFF)), need_weights=st.booleans())
+def test_mha_fast_path_refusals(conform, device, off, need_weights):
+    """The fast path runs exactly when its conditions hold; refused or taken, the result is the formula."""
+    check_mha(conform, MhaCase(**{**_PLAIN, "need_weights": need_weights, **_ONE_OFF[off]}), device)
+
+
+@pytest.mark.rules(ref.MHA_INPUT_SHAPE_ERR, ref.MHA_DTYPE_ERR)
+@given(which=st.sampled_from(["batched_query_2d_kv", "unbatched_query_3d_kv", "query_1d", "query_features", "kv_shapes",
+                              "kv_lengths_separate", "key_features_separate", "value_features_self", "dtype_bias",
+                              "dtype_nobias"]), batch_first=st.booleans())
+def test_mha_input_errors(conform, device, which, batch_first):
+    case = MhaInputErrorCase(which, batch_first)
+    conform.check(case, ref.input_error_expectations(case), run=run_mha_input_error)
+
+
 @pytest.mark.rules(masks.MASK_2D_SHAPE, masks.MASK_3D_SHAPE, masks.MASK_NDIM, masks.MASK_KPM_SHAPE, masks.MASK_DTYPE,
                    causal.CAUSAL_HINT_NEEDS_MASK)
-@given(seed=seeds, which=st.sampled_from(["2d", "3d", "3d_unbatched", "4d", "kpm_len", "kpm_dim", "int", "causal"]),
+@given(seed=seeds, which=st.sampled_from(["2d", "3d", "3d_unbatched", "4d", "4d_unbatched", "kpm_len", "kpm_dim",
+                                          "kpm_dim_unbatched", "int", "causal"]),
        batch_first=st.booleans())
 def test_mha_mask_errors(conform, device, seed, which, batch_first):
     spec = MaskSpec("bool", 0.3, (), seed)
@@ -49,8 +87,10 @@ def test_mha_mask_errors(conform, device, seed, which, batch_first):
         "3d": lambda: MhaCase(**base, attn_mask=spec, bad_attn_mask_shape=(2, 3, 5)),
         "3d_unbatched": lambda: MhaCase(**{**base, "batch": 0}, attn_mask=spec, bad_attn_mask_shape=(3, 3, 5)),
         "4d": lambda: MhaCase(**base, attn_mask=spec, bad_attn_mask_shape=(2, 2, 3, 5)),
+        "4d_unbatched": lambda: MhaCase(**{**base, "batch": 0}, attn_mask=spec, bad_attn_mask_shape=(1, 2, 3, 5)),
         "kpm_len": lambda: MhaCase(**base, kpm=spec, bad_kpm_shape=(2, 4)),
         "kpm_dim": lambda: MhaCase(**base, kpm=spec, bad_kpm_shape=(5,)),  # a (5,) kpm for batched input
+        "kpm_dim_unbatched": lambda: MhaCase(**{**base, "batch": 0}, kpm=spec, bad_kpm_shape=(1, 5)),
         "int": lambda: MhaCase(**base, attn_mask=MaskSpec("int", 0.3, (), seed)),
         "causal": lambda: MhaCase(**base, is_causal=True),
     }[which]()

@@ -1,6 +1,7 @@
 """What every attention runner shares: exceptions as outcomes, and masks as tensors."""
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import numpy as np
@@ -35,3 +36,19 @@ def mask_tensor(kind: str, masked: np.ndarray | None, add: np.ndarray | None, dt
     else:
         t = torch.from_numpy(add).to(dtype)
     return t.to(device)
+
+
+class Passthrough(torch.Tensor):
+    """A Tensor subclass that changes nothing: its default ``__torch_function__`` makes torch take the
+    overridable (``has_torch_function``) route, as any user subclass does."""
+
+
+@contextlib.contextmanager
+def fastpath_enabled(enabled: bool):
+    """torch.backends.mha.set_fastpath_enabled(enabled) for the block, restored after."""
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(enabled)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
