@@ -120,6 +120,7 @@ def test_score_and_summary(tmp_path):
     assert rows["nn/modules/container.py"]["sampled"] and rows["nn/modules/container.py"]["score"] == 0.5
     md = (tmp_path / "summary.md").read_text()
     assert "| utils/data/_utils/fetch.py | data | 11 | 11 | 6 | 1 | 1 | 1 | 1 | 1 | 0.78 | 0.88 |" in md
+    assert "| 0.50 | 0.50 | 0.10-0.91 |" in md and "| 0.78 | 0.88 |  |" in md  # the interval only for a sample
     assert "2 (sample)" in md and "`torchconform mutate --file nn/modules/container.py`" in md
     assert json.loads((tmp_path / "summary.json").read_text())["tool"] == "cosmic-ray"
 

@@ -260,7 +260,7 @@ def summarize(out: Path) -> dict:
              "s/mutant | wall s | complete |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        ci = f"{r['ci95'][0]:.2f}-{r['ci95'][1]:.2f}" if r["ci95"] else ""
+        ci = f"{r['ci95'][0]:.2f}-{r['ci95'][1]:.2f}" if r["ci95"] and r["sampled"] else ""  # a full run is exact
         lines.append(f"| {r['file']} | {r['area']} | {r['population']} | {r['recorded']}"
                      f"{' (sample)' if r['sampled'] else ''} | {r['killed']} | {r['timeout']} | {r['survived']} | "
                      f"{r['not-covered']} | {r['incompetent']} | {r['annotation']} | {_fmt(r['score'])} | "
