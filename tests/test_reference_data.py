@@ -1,4 +1,5 @@
 """Golden cases of reference/data, computed by hand or from published constants (no torch)."""
+import dataclasses
 import random
 
 import numpy as np
@@ -206,8 +207,17 @@ def test_expectations_decide_the_rules():
     assert workers.fault_rule(LoaderCase(n=2, num_workers=1, init_fail=0)) == workers.F_INIT
     assert [workers.fault_rule(LoaderCase(n=2, num_workers=1, fault=(0, k))) for k in ("kill", "hang", "KeyError")] \
         == [workers.F_KILL, workers.F_TIMEOUT, workers.F_EXC]
-    stray = workers.fault_expectations(LoaderCase(n=2, num_workers=1, fault=(0, "hang"), timeout=0.5))[-1]
+    stray, shm = workers.fault_expectations(LoaderCase(n=2, num_workers=1, fault=(0, "hang"), timeout=0.5))[-2:]
     assert (stray.rule, stray.expected, stray.key) == (workers.F_STRAY, 0, "leftover")
+    assert (shm.rule, shm.expected, shm.key) == (workers.F_SHM, [], "leaked_shm")
+    # the start method changes none of the reference's expectations (the docs say the same for all)
+    for case in (LoaderCase(n=5, batch_size=2, num_workers=2, init_fn=True, seed=3),
+                 LoaderCase(n=4, num_workers=1, fault=(1, "ValueError")),
+                 LoaderCase(n=0, iterable=True, lengths=(5, 2), num_workers=2, batch_size=2)):
+        family = iterable.expectations if case.iterable else (
+            workers.fault_expectations if case.fault else workers.in_order_expectations)
+        assert {family(dataclasses.replace(case, start_method=m)) == family(case)
+                for m in ("spawn", "forkserver", "default")} == {True}
     # iterable datasets: sharding first, then per-worker drop_last, then round-robin over unequal replicas
     assert iterable.iterable_rule(LoaderCase(n=0, iterable=True, lengths=(3, 1), num_workers=2)) == iterable.I_ROUND_ROBIN
     assert iterable.iterable_rule(LoaderCase(n=0, iterable=True, lengths=(3,), shard=True, drop_last=True,
@@ -215,5 +225,5 @@ def test_expectations_decide_the_rules():
 
 
 def test_timeout_message_names_the_case_timeout():
-    [epochs, _] = workers.fault_expectations(LoaderCase(n=2, num_workers=1, fault=(0, "hang"), timeout=0.5))
+    [epochs, _, _] = workers.fault_expectations(LoaderCase(n=2, num_workers=1, fault=(0, "hang"), timeout=0.5))
     assert epochs.rule == workers.F_TIMEOUT and epochs.expected[0][0].message.endswith(r"0\.5 seconds")

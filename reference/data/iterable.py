@@ -4,10 +4,12 @@ get_worker_info, sharding.
 Part of the data reference (see reference/data/__init__.py for its independence notes)."""
 from __future__ import annotations
 
+import dataclasses
+
 from conform.expect import Expect
 from conform.rules import rule
 from reference.data.rng import DOC, LOADER, WORKER, MT, global_seed
-from reference.data.workers import F_STRAY, NO_STRAY, S_BASE
+from reference.data.workers import S_BASE, clean_shutdown
 
 
 I_REPLICA = rule("data.iterable.replicas",
@@ -25,6 +27,14 @@ I_INFO = rule("data.iterable.worker_info",
 I_SHARD = rule("data.iterable.sharding",
                "Splitting an IterableDataset by worker_info.id/num_workers yields every item exactly once.",
                f"{DOC}#torch.utils.data.IterableDataset (example 1)")
+
+
+I_DATAPIPE = rule("data.iterable.datapipe_sharding",
+                  "An IterDataPipe with sharding_filter() is sharded across the DataLoader's workers: worker w of W "
+                  "yields the items at positions w, w+W, ... (every item exactly once), batched per worker and "
+                  "interleaved round-robin like any IterableDataset; without workers it yields every item.",
+                  f"{LOADER}: _sharding_worker_init_fn, _SingleProcessDataLoaderIter.__init__ (apply_sharding); "
+                  "torch/utils/data/datapipes/iter/sharding.py: ShardingFilterIterDataPipe")
 
 
 def iterable_outcome(case) -> dict:
@@ -93,4 +103,18 @@ def expectations(case) -> list[Expect]:
     expected = iterable_outcome(case)
     return [Expect(iterable_rule(case), expected["epochs"], key="epochs"),
             Expect(I_INFO, worker_info(expected["epochs"]), key="info"),
-            Expect(S_BASE, expected["next"], key="next"), Expect(F_STRAY, NO_STRAY, key="leftover")]
+            Expect(S_BASE, expected["next"], key="next")] + clean_shutdown()
+
+
+def datapipe_expectations(case) -> list[Expect]:
+    """A DataPipe probe (its items tagged with the worker that produced them, no info fields): the epochs of
+    the same case sharded by worker, and nothing left behind."""
+    epochs = iterable_outcome(dataclasses.replace(case, shard=True))["epochs"]
+    untagged = [[_without_fields(b) for b in batches] for batches in epochs]
+    return [Expect(I_DATAPIPE, untagged, key="epochs")] + clean_shutdown()
+
+
+def _without_fields(batch):
+    if isinstance(batch, dict):
+        return {**batch, "samples": [[k, w, None] for k, w, _ in batch["samples"]]}
+    return [[k, w, None] for k, w, _ in batch]

@@ -69,6 +69,17 @@ S_PERSIST = rule("data.seed.persistent_workers",
 S_MAIN = rule("data.seed.single_process",
               "With num_workers=0 samples are fetched in the main process: get_worker_info() is None and draws come "
               "from the main global stream after the base seed and sampler draws.", f"{LOADER}: _SingleProcessDataLoaderIter")
+W_PICKLE = rule("data.workers.start_method_pickling",
+                "spawn and forkserver workers receive the dataset, collate_fn and worker_init_fn by pickling: one "
+                "that pickle cannot name (a lambda) makes iter() raise the pickling error and start no worker; "
+                "fork workers inherit them, and loading proceeds as usual.",
+                f"{DOC}#platform-specific-behaviors (functions are pickled as references only, not bytecode); "
+                f"{LOADER}: _MultiProcessingDataLoaderIter.__init__ (Got pickle error when attempting to start a "
+                "worker Process)")
+L_PIN = rule("data.loader.pin_memory_values",
+             "pin_memory=True changes where a batch's tensors live, not their values: the batches (and every draw) "
+             "are those of the same loader without it -- also without an accelerator, where nothing is pinned.",
+             f"{LOADER}: DataLoader (pin_memory: copy Tensors into device pinned memory before returning them)")
 F_EXC = rule("data.fault.worker_exception",
              "An exception in a worker is re-raised in the main process at that batch's turn, with its original type "
              "and 'Caught <Type> in DataLoader worker process <w>'; earlier batches are delivered.",
@@ -83,9 +94,22 @@ F_KILL = rule("data.fault.killed_worker",
 F_TIMEOUT = rule("data.fault.timeout",
                  "A batch not received within `timeout` seconds raises RuntimeError('DataLoader timed out after "
                  "<timeout> seconds').", f"{LOADER}: _MultiProcessingDataLoaderIter._get_data")
+F_RECV = rule("data.fault.receive_error",
+              "An error while the main process receives a batch from a worker (here: a batch that cannot be "
+              "unpickled there) is raised from next() with its own type and message; the loader is then shut "
+              "down like after any other error.",
+              f"{LOADER}: _MultiProcessingDataLoaderIter._try_get_data (at timeout and error, check whether any "
+              "worker has failed, else raise)")
 F_STRAY = rule("data.fault.no_stray_process",
                "After an epoch ends, fails or the loader is shut down, no worker process remains alive.",
                f"{LOADER}: NOTE [ Data Loader Multiprocessing Shutdown Logic ]")
+F_SHM = rule("data.fault.no_leaked_shared_memory",
+             "After an epoch ends, fails or the loader is shut down and released, no shared-memory file of the run "
+             "remains in /dev/shm: neither a torch_<pid>_* storage of the main process or a worker, nor an entry "
+             "(e.g. a multiprocessing semaphore) the main process still maps -- whatever the start method.",
+             "https://pytorch.org/docs/stable/multiprocessing.html#sharing-strategies (file_descriptor: the shm "
+             f"file is removed once opened); {LOADER}: NOTE [ DataLoader on Linux and open files limit ] (we remove "
+             "those files from the filesystem as soon as they are created)")
 
 
 def np_worker_state(base_seed: int, worker_id: int) -> list[int]:
@@ -172,7 +196,7 @@ def loader_outcome(case, observed=None) -> dict:
 
 
 def _wrap(case, rows, wid):
-    if case.collate == "list":
+    if case.collate in ("list", "unpicklable"):
         return {"samples": rows, "collated_by": wid}
     return rows if case.batch_size is not None else rows
 
@@ -268,6 +292,8 @@ def fault_outcome(case, wid: int) -> Raised:
     if kind == "kill":
         return Raised("RuntimeError", r"DataLoader worker \(pid(\(s\))? [\d, ]+\) (exited unexpectedly|is killed by "
                                       r"signal)")
+    if kind == "unloadable":
+        return Raised("ValueError", r"^probe sample cannot be loaded in the main process$")
     if kind == "hang":
         # the timeout the Case configures (an input): the message names that value
         return Raised("RuntimeError", rf"DataLoader timed out after {re.escape(str(case.timeout))} seconds")
@@ -290,6 +316,13 @@ def prefetch_outcome(case) -> list[list[int]]:
 
 # ---------------------------------------------------------------- expectations, one function per family of checks
 NO_STRAY = 0  # F_STRAY: worker processes alive after the epochs and the shutdown
+NO_LEAK: list = []  # F_SHM: the run's shared-memory entries left in /dev/shm
+
+
+def clean_shutdown() -> list[Expect]:
+    """What a multi-worker run leaves behind, whatever its start method: no worker process, no
+    shared-memory entry."""
+    return [Expect(F_STRAY, NO_STRAY, key="leftover"), Expect(F_SHM, NO_LEAK, key="leaked_shm")]
 # Each sample row's columns (suite.data.torch_side.probes.MapProbe) and the rule each one is about, by the key
 # of the observation that holds that column; column 0, the index, belongs to the ordering rules.
 COLUMN_RULES = (("indices", None), ("workers", W_DISPATCH), ("initial_seeds", S_WORKER), ("torch_draws", S_TORCH),
@@ -315,7 +348,7 @@ def in_order_expectations(case) -> list[Expect]:
         out.append(Expect(C_CUSTOM_FN, expected["epochs"], key="epochs"))
     out += [Expect(rule_id, column(expected["epochs"], k), key=key)
             for k, (key, rule_id) in enumerate(COLUMN_RULES) if rule_id is not None]
-    return out + [Expect(S_BASE, expected["next"], key="next"), Expect(F_STRAY, NO_STRAY, key="leftover")]
+    return out + [Expect(S_BASE, expected["next"], key="next")] + clean_shutdown()
 
 
 def single_process_expectations(case) -> list[Expect]:
@@ -325,25 +358,41 @@ def single_process_expectations(case) -> list[Expect]:
             Expect(S_MAIN, NO_STRAY, key="leftover")]
 
 
+def pin_memory_expectations(case) -> list[Expect]:
+    """pin_memory=True: the batches and the next draw of the same loader without it."""
+    expected = loader_outcome(case)
+    return [Expect(L_PIN, expected["epochs"], key="epochs"), Expect(L_PIN, expected["next"], key="next")]
+
+
 def persistent_expectations(case) -> list[Expect]:
     """persistent_workers over several epochs: the batches and the base seed drawn once."""
     expected = loader_outcome(case)
-    return [Expect(S_PERSIST, expected["epochs"], key="epochs"), Expect(S_PERSIST, expected["next"], key="next"),
-            Expect(F_STRAY, NO_STRAY, key="leftover")]
+    return [Expect(S_PERSIST, expected["epochs"], key="epochs"),
+            Expect(S_PERSIST, expected["next"], key="next")] + clean_shutdown()
 
 
 def fault_rule(case) -> str:
     """The rule a faulty LoaderCase is about: a failing worker_init_fn, else the kind of its sample's fault."""
     if case.init_fail >= 0:
         return F_INIT
-    return {"kill": F_KILL, "hang": F_TIMEOUT}.get(case.fault[1], F_EXC)
+    return {"kill": F_KILL, "hang": F_TIMEOUT, "unloadable": F_RECV}.get(case.fault[1], F_EXC)
 
 
 def fault_expectations(case) -> list[Expect]:
     """A fault in a worker: the batches up to the error (a failing index dropped by drop_last is never
     fetched: the epoch completes normally), then no stray worker."""
-    return [Expect(fault_rule(case), loader_outcome(case)["epochs"], key="epochs"),
-            Expect(F_STRAY, NO_STRAY, key="leftover")]
+    return [Expect(fault_rule(case), loader_outcome(case)["epochs"], key="epochs")] + clean_shutdown()
+
+
+def pickling_expectations(case) -> list[Expect]:
+    """A loader whose collate_fn pickle cannot name: the epochs under fork; under spawn and forkserver
+    every epoch's iter() raises the pickling error (the type depends on the Python release: pickle's
+    PicklingError, or AttributeError for a local object).  Nothing is left behind either way."""
+    if case.start_method == "fork":
+        epochs = loader_outcome(case)["epochs"]
+    else:
+        epochs = [[Raised("PicklingError|AttributeError|TypeError", r"(?i)pickle|local object")]] * case.epochs
+    return [Expect(W_PICKLE, epochs, key="epochs")] + clean_shutdown()
 
 
 def unordered_expectations(case) -> list[Expect]:

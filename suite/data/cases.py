@@ -14,7 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-LOADER_TIMEOUT = 20.0  # seconds a healthy tiny batch may take under a loaded 2-core machine
+# seconds a healthy tiny batch may take under a loaded 2-core machine: a spawned worker's first batch
+# includes importing torch (18 s measured for two spawn workers at load average 8)
+LOADER_TIMEOUT = 60.0
+NO_TIMEOUT = 0.0  # DataLoader's default timeout: wait for a batch as long as its workers live
 HANG_TIMEOUT = 0.5  # the DataLoader timeout of a Case whose fault is "hang" (the sample sleeps 1.5 s)
 
 
@@ -43,8 +46,8 @@ class SamplerCase:
     batch_size: object = 1
     drop_last: object = False
     inner: str = "sequential"  # BatchSampler's inner sampler: sequential | random
-    num_replicas: int = 1
-    rank: int = 0
+    num_replicas: object = 1  # int, or None: from the current process group
+    rank: object = 0
     shuffle: bool = False
     dist_seed: int = 0
     epochs: tuple = (0,)
@@ -94,10 +97,15 @@ class LoaderCase:
     iterable: bool = False
     lengths: tuple = ()
     shard: bool = False
-    collate: str = "default"  # default | list
+    collate: str = "default"  # default | list | unpicklable (list, by a function pickle cannot name)
     fault: tuple = ()
     init_fail: int = -1  # with failing_init_fn: the worker whose worker_init_fn raises
     timeout: float = LOADER_TIMEOUT  # the DataLoader timeout with workers (HANG_TIMEOUT for a "hang" fault)
+    # how the workers start: "fork", "spawn" or "forkserver" (passed as multiprocessing_context), or
+    # "default" (no multiprocessing_context: torch.multiprocessing's default start method)
+    start_method: str = "fork"
+    pin_memory: bool = False
+    datapipe: bool = False  # iterable: an IterDataPipe of range(lengths[0]) through sharding_filter() instead
 
 
 # ---------------------------------------------------------------- datasets
@@ -108,6 +116,7 @@ class DatasetCase:
     index: int = 0
     indices: tuple = ()
     as_dict: bool = False
+    added: bool = False  # concat / chain: built as a + b + ... (Dataset.__add__); stack: members are Subsets
     lengths: tuple = ()
     seed: int = 0
 
@@ -125,6 +134,7 @@ class CollateCase:
     batch: int
     seed: int
     mode: str = "collate"  # collate | custom_map | convert (DataLoader batch_size=None) | worker (in a worker)
+    start_method: str = "fork"  # mode "worker": how the worker starts (see LoaderCase.start_method)
 
 
 Pair = collections.namedtuple("Pair", ["x", "y"])

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from suite.data.cases import (CollateCase, DatasetCase, LoaderArgsCase, LoaderAttrCase, LoaderCase, RngCase,
-                              SamplerCase)
+from suite.data.cases import (LOADER_TIMEOUT, NO_TIMEOUT, CollateCase, DatasetCase, LoaderArgsCase, LoaderAttrCase,
+                              LoaderCase, RngCase, SamplerCase)
+
+# How workers start.  fork stays the common draw: a spawn worker imports torch afresh (seconds on a
+# loaded 2-core machine), and each test pins its spawn and forkserver coverage with explicit examples.
+# "default" passes no multiprocessing_context (torch.multiprocessing's default start method).
+START_METHODS = ("fork",) * 8 + ("default", "forkserver", "forkserver", "spawn")
+start_methods = st.sampled_from(START_METHODS)
 
 seeds = st.integers(0, 2**64 - 1)
 small_seeds = st.integers(0, 2**31 - 1)
@@ -130,7 +136,10 @@ def collate_specs(max_depth: int = 2):
 
 @st.composite
 def collate_cases(draw, mode: str = "collate"):
-    return CollateCase(spec=draw(collate_specs()), batch=draw(st.integers(1, 4)), seed=draw(small_seeds), mode=mode)
+    case = CollateCase(spec=draw(collate_specs()), batch=draw(st.integers(1, 4)), seed=draw(small_seeds), mode=mode)
+    if mode == "worker":
+        case = CollateCase(**{**case.__dict__, "start_method": draw(start_methods)})
+    return case
 
 
 @st.composite
@@ -139,13 +148,14 @@ def dataset_cases(draw, kind: str):
         sizes = tuple(draw(st.lists(st.integers(0, 5), min_size=1, max_size=4)))
         total = sum(sizes)
         index = draw(st.integers(-total - 2, total + 1))
-        return DatasetCase(kind, sizes=sizes, index=index)
+        return DatasetCase(kind, sizes=sizes, index=index, added=draw(st.booleans()))
     if kind == "subset":
         size = draw(st.integers(1, 10))
         indices = tuple(draw(st.lists(st.integers(-size, size - 1), max_size=8)))
         return DatasetCase(kind, sizes=(size,), indices=indices)
     if kind == "chain":
-        return DatasetCase(kind, sizes=tuple(draw(st.lists(st.integers(0, 5), min_size=0, max_size=4))))
+        return DatasetCase(kind, sizes=tuple(draw(st.lists(st.integers(0, 5), min_size=0, max_size=4))),
+                           added=draw(st.booleans()))
     if kind in ("stack", "tensor"):
         size = draw(st.integers(1, 6))
         count = draw(st.integers(1, 3))
@@ -155,7 +165,8 @@ def dataset_cases(draw, kind: str):
         sizes = tuple(sizes)
         index = draw(st.integers(0, size - 1))
         indices = tuple(draw(st.lists(st.integers(0, size - 1), max_size=4)))
-        return DatasetCase(kind, sizes=sizes, index=index, indices=indices, as_dict=draw(st.booleans()))
+        return DatasetCase(kind, sizes=sizes, index=index, indices=indices, as_dict=draw(st.booleans()),
+                           added=kind == "stack" and draw(st.booleans()))
     n = draw(st.integers(0, 20))
     if draw(st.booleans()):
         parts = draw(st.integers(1, 4))
@@ -169,6 +180,11 @@ def dataset_cases(draw, kind: str):
     return DatasetCase(kind, sizes=(n,), lengths=lengths, seed=draw(seeds))
 
 
+# the DataLoader timeout of a healthy case: a generous bound, or none at all (the default: the main
+# process polls its workers' liveness instead)
+loader_timeouts = st.sampled_from([LOADER_TIMEOUT, NO_TIMEOUT])
+
+
 @st.composite
 def loader_cases(draw, workers=st.integers(1, 3), **fixed):
     """A map-style LoaderCase; ``fixed`` pins fields (a value, or a strategy to draw it from)."""
@@ -176,7 +192,8 @@ def loader_cases(draw, workers=st.integers(1, 3), **fixed):
     n = draw(st.integers(1, 16))
     fields = dict(n=n, batch_size=draw(st.sampled_from([1, 2, 3, 4, None])), num_workers=draw(workers),
                   shuffle=draw(st.booleans()), drop_last=draw(st.booleans()), seed=draw(seeds),
-                  use_generator=draw(st.booleans()), prefetch_factor=draw(st.sampled_from([None, 1, 2, 3])))
+                  use_generator=draw(st.booleans()), prefetch_factor=draw(st.sampled_from([None, 1, 2, 3])),
+                  start_method=draw(start_methods), timeout=draw(loader_timeouts))
     fields.update(fixed)
     if fields["batch_size"] is None:
         fields["drop_last"] = False
@@ -205,7 +222,8 @@ def iterable_cases(draw, **fixed):
     fields = dict(n=0, iterable=True, lengths=lengths, shard=shard, num_workers=workers,
                   batch_size=draw(st.sampled_from([1, 2, 3, None])), drop_last=draw(st.booleans()),
                   seed=draw(seeds), use_generator=draw(st.booleans()),
-                  prefetch_factor=draw(st.sampled_from([None, 1, 2])) if workers else None)
+                  prefetch_factor=draw(st.sampled_from([None, 1, 2])) if workers else None,
+                  start_method=draw(start_methods), timeout=draw(loader_timeouts))
     fields.update({k: draw(v) if isinstance(v, st.SearchStrategy) else v for k, v in fixed.items()})
     if fields["batch_size"] is None:
         fields["drop_last"] = False

@@ -62,7 +62,11 @@ def test_default_convert(conform, device, case):
 @example(case=CollateCase(spec=("map", "dict", (("t", ("tensor", "int64", (1, 2))), ("n", ("int",)))), batch=2, seed=2,
                           mode="worker"))
 @example(case=CollateCase(spec=("ndarray", "<U3", (2,)), batch=2, seed=3, mode="worker"))
+@example(case=CollateCase(spec=("map", "FrozenMap", (("p", ("namedtuple", ("tensor", "float64", (2,)), ("int",))),)),
+                          batch=3, seed=4, mode="worker", start_method="spawn"))
+@example(case=CollateCase(spec=("tuple", (("ndarray", "int16", (2, 1)), ("ragged", ("int",)))), batch=2, seed=5,
+                          mode="worker", start_method="forkserver"))
 @given(case=collate_cases("worker"))
 def test_default_collate_in_worker(conform, case):
-    # fork workers: CPU samples only (a CUDA tensor cannot cross a fork)
+    # CPU samples only (a CUDA tensor cannot cross a fork); spawn and forkserver workers get them pickled
     _check(conform, case, "cpu")

@@ -1,20 +1,23 @@
 """IterableDataset across workers: replicas, round-robin interleaving, per-worker drop_last,
-get_worker_info, sharding.  Real fork workers: few examples, hard timeouts."""
+get_worker_info, sharding.  Real workers (start method drawn, spawn and forkserver pinned): few
+examples, hard timeouts."""
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from reference.data import iterable as ref
-from reference.data.workers import F_STRAY, S_BASE
+from reference.data.workers import F_SHM, F_STRAY, S_BASE
 from suite.data.cases import LoaderCase
 from suite.data.strategies import iterable_cases
 from suite.data.torch_side.workers import run_loader
 
 FEW = settings(max_examples=min(12, settings.default.max_examples))
+VERY_FEW = settings(max_examples=min(4, settings.default.max_examples))
 
 
-@pytest.mark.timeout(240)
-@pytest.mark.rules(ref.I_SHARD, ref.I_DROP_LAST, ref.I_ROUND_ROBIN, ref.I_REPLICA, ref.I_INFO, S_BASE, F_STRAY)
+@pytest.mark.timeout(360)
+@pytest.mark.rules(ref.I_SHARD, ref.I_DROP_LAST, ref.I_ROUND_ROBIN, ref.I_REPLICA, ref.I_INFO, S_BASE, F_STRAY,
+                   F_SHM)
 @FEW
 @example(case=LoaderCase(n=0, iterable=True, lengths=(5, 1, 3), num_workers=3, batch_size=2, seed=1))
 @example(case=LoaderCase(n=0, iterable=True, lengths=(5, 3), num_workers=2, batch_size=2, drop_last=True,
@@ -22,6 +25,22 @@ FEW = settings(max_examples=min(12, settings.default.max_examples))
 @example(case=LoaderCase(n=0, iterable=True, lengths=(11,), shard=True, num_workers=3, batch_size=2, seed=3))
 @example(case=LoaderCase(n=0, iterable=True, lengths=(4, 4), num_workers=2, batch_size=None, seed=4,
                          use_generator=False))
+@example(case=LoaderCase(n=0, iterable=True, lengths=(7,), shard=True, num_workers=2, batch_size=2, seed=5,
+                         persistent=True, epochs=2, start_method="spawn"))
+@example(case=LoaderCase(n=0, iterable=True, lengths=(3, 5), num_workers=2, batch_size=2, drop_last=True, seed=6,
+                         start_method="forkserver", timeout=0.0))
 @given(case=iterable_cases(persistent=st.booleans(), epochs=st.integers(1, 2)))
 def test_iterable_workers(conform, case):
     conform.check(case, ref.expectations(case), run=run_loader)
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.rules(ref.I_DATAPIPE, F_STRAY, F_SHM)
+@VERY_FEW
+@example(case=LoaderCase(n=0, iterable=True, datapipe=True, lengths=(7,), num_workers=2, batch_size=2, seed=7,
+                         persistent=True, epochs=2, shuffle=False, start_method="forkserver"))
+@example(case=LoaderCase(n=0, iterable=True, datapipe=True, lengths=(5,), num_workers=0, batch_size=None, seed=8))
+@given(case=iterable_cases(datapipe=True, shard=True, persistent=st.booleans(), epochs=st.integers(1, 2),
+                           shuffle=st.sampled_from([None, False])))
+def test_datapipe_sharding(conform, case):
+    conform.check(case, ref.datapipe_expectations(case), run=run_loader)

@@ -4,7 +4,10 @@ Every runner recomputes torch's outcome from a Case alone, with only torch, nump
 library, ``conform`` and ``suite.data.cases`` (the repro writer inlines what it reaches).  Outcomes are
 plain data: ints, strs, lists, dicts, numpy arrays, ``Raised``.
 
-Multi-worker runners always pass ``multiprocessing_context="fork"`` (the Linux default up to Python
-3.13; 3.14 switched to forkserver, so we name it) and a DataLoader ``timeout`` so a hung worker turns
-into an error instead of a hang, and they shut the iterator down before returning.
+Multi-worker runners start their workers with the Case's start method (``fork``, ``spawn`` or
+``forkserver`` passed as ``multiprocessing_context``; ``default`` passes none: fork on Linux up to Python
+3.13, forkserver from 3.14), so the probes, datasets and functions they hand the DataLoader are
+top-level definitions a spawned worker imports by module path.  They use a generous DataLoader
+``timeout`` or none (the default: the main process polls its workers' liveness; the tests' own timeouts
+stop a hang), and shut the iterator down before returning.
 """

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from conform.outcome import Raised
 from suite.data.cases import LOADER_TIMEOUT, CollateCase, make_batch
-from suite.data.torch_side.probes import shutdown
+from suite.data.torch_side.probes import shutdown, worker_context
 
 
 def describe(obj):
@@ -58,15 +58,16 @@ def run_collate(case: CollateCase, device: str):
             loader = DataLoader(batch, batch_size=None)
             return [describe(x) for x in loader]
         if case.mode == "worker":
-            return collate_in_worker(batch)
+            return collate_in_worker(batch, case.start_method)
         return describe(default_collate(batch))
     except Exception as exc:
         return Raised.from_exception(exc)
 
 
-def collate_in_worker(batch: list):
-    """default_collate of the whole batch, run by one fork worker of a DataLoader (CPU samples)."""
-    loader = DataLoader(batch, batch_size=len(batch), num_workers=1, multiprocessing_context="fork",
+def collate_in_worker(batch: list, start_method: str = "fork"):
+    """default_collate of the whole batch, run by one worker of a DataLoader started with ``start_method``
+    (CPU samples; under spawn and forkserver they reach the worker by pickling)."""
+    loader = DataLoader(batch, batch_size=len(batch), num_workers=1, multiprocessing_context=worker_context(start_method),
                         timeout=LOADER_TIMEOUT)
     it = iter(loader)
     try:

@@ -2,6 +2,7 @@
 helpers that turn what a loader yields into plain data."""
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import random
@@ -13,6 +14,20 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from suite.data.torch_side.rng import u64
+
+
+# A forkserver worker forks from the server process, which imports these once (when it first starts, once
+# per main process), so a worker does not import torch afresh.  What the workers run and observe is the
+# same: _worker_loop seeds every generator itself, and the dataset, functions and queues still cross by
+# pickling.  (Without it every forkserver worker imports torch: seconds each on a loaded 2-core machine.)
+FORKSERVER_PRELOAD = ["__main__", "torch", "numpy", "suite.data.torch_side.probes"]
+
+
+def worker_context(start_method: str):
+    """DataLoader's multiprocessing_context for a Case's start method ("default": None, torch's default)."""
+    if start_method == "forkserver":
+        multiprocessing.get_context("forkserver").set_forkserver_preload(FORKSERVER_PRELOAD)
+    return None if start_method == "default" else start_method
 
 
 class PlainMap(Dataset):
@@ -68,8 +83,21 @@ class MapProbe(Dataset):
             with self.counter.get_lock():
                 self.counter.value += 1
         if self.fault and i == self.fault[0]:
+            if self.fault[1] == "unloadable":
+                return LoadFails()
             inject(self.fault[1], i)
         return (i,) + worker_draws() + (self.token,)
+
+
+def refuse_load(message: str):
+    raise ValueError(message)
+
+
+class LoadFails:
+    """A sample that pickles in its worker but cannot be unpickled in the main process."""
+
+    def __reduce__(self):
+        return refuse_load, ("probe sample cannot be loaded in the main process",)
 
 
 def inject(kind: str, i: int):
@@ -120,10 +148,29 @@ class IterProbe(IterableDataset):
             yield (k, wid, fields)
 
 
+def tag_item(k: int) -> tuple:
+    """The map step of the DataPipe probe: the item and the worker that produced it (no worker info fields:
+    a DataPipe's seeds are not the subject of its rule)."""
+    info = get_worker_info()
+    return (k, info.id if info is not None else -1, None)
+
+
+def datapipe_probe(length: int):
+    """IterableWrapper(range(length)).sharding_filter().map(tag_item): an IterDataPipe the DataLoader shards."""
+    from torch.utils.data.datapipes.iter import IterableWrapper
+
+    return IterableWrapper(range(length)).sharding_filter().map(tag_item)
+
+
 def list_collate(batch):
     """Custom collate: the batch as a list, plus the worker that collated it."""
     info = get_worker_info()
     return {"samples": list(batch), "collated_by": info.id if info is not None else -1}
+
+
+# A collate_fn that pickle cannot name (a lambda): a fork worker inherits it, while spawn and forkserver
+# workers receive the DataLoader's functions by pickling.
+unpicklable_collate = lambda batch: list_collate(batch)  # noqa: E731
 
 
 def shutdown(it) -> None:
@@ -141,6 +188,66 @@ def plain(obj):
     if isinstance(obj, dict):
         return {k: plain(v) for k, v in obj.items()}
     return obj
+
+
+SHM_DIR = "/dev/shm"
+
+
+def shm_entries() -> set[str]:
+    """The names in /dev/shm now (an empty set where there is no such directory)."""
+    try:
+        return set(os.listdir(SHM_DIR))
+    except OSError:
+        return set()
+
+
+def _held_here() -> set[int]:
+    """The inodes of /dev/shm files this process still maps or holds open (a multiprocessing semaphore is
+    mapped under a temporary name and then linked as sem.mp-..., and names carry no pid: the inode says
+    whose an entry is)."""
+    inodes = set()
+    try:
+        with open("/proc/self/maps") as maps:
+            inodes.update(int(line.split()[4]) for line in maps if SHM_DIR + "/" in line)
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return inodes
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith(SHM_DIR + "/"):
+                inodes.add(os.fstat(int(fd)).st_ino)
+        except OSError:
+            continue
+    return inodes
+
+
+def _inode(name: str):
+    try:
+        return os.stat(os.path.join(SHM_DIR, name)).st_ino
+    except OSError:
+        return None
+
+
+def leaked_shm(before: set[str], pids, wait: float = 2.0) -> list[str]:
+    """Shared-memory entries that appeared in /dev/shm since ``before`` and are still there: torch's
+    ``torch_<pid>_...`` files of this process or of its workers (``pids``), and any entry this process
+    still maps or holds open.  Other processes' entries (other tests on the machine) are not counted.
+    Bounded wait for a release in progress; an entry still there is given one full garbage collection
+    (the loader and its iterator are released when the run drops them, unless something holds them in a
+    reference cycle; a collection costs ~0.5 s, so only then)."""
+    ours = tuple(f"torch_{pid}_" for pid in (os.getpid(), *pids) if pid is not None)
+    deadline = time.monotonic() + wait
+    collected = False
+    while True:
+        held = _held_here()
+        leaked = sorted(n for n in shm_entries() - before if n.startswith(ours) or _inode(n) in held)
+        if leaked and not collected:
+            gc.collect()
+            collected = True
+            continue
+        if not leaked or time.monotonic() > deadline:
+            return leaked
+        time.sleep(0.05)
 
 
 def leftover_workers(wait: float = 5.0) -> int:

@@ -2,7 +2,6 @@
 columns of every sample, the dispatch, the next draw, stray processes), and the prefetch window."""
 from __future__ import annotations
 
-import gc
 import multiprocessing
 import random
 import time
@@ -13,9 +12,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from conform.outcome import Raised
-from suite.data.cases import LoaderCase
-from suite.data.torch_side.probes import (IterProbe, MapProbe, failing_init_fn, init_token_fn, leftover_workers,
-                                          list_collate, plain, shutdown)
+from suite.data.cases import LOADER_TIMEOUT, LoaderCase
+from suite.data.torch_side.probes import (IterProbe, MapProbe, datapipe_probe, failing_init_fn, init_token_fn, leaked_shm,
+                                          leftover_workers, list_collate, plain, shm_entries, shutdown,
+                                          unpicklable_collate, worker_context)
 from suite.data.torch_side.rng import u64
 
 # The columns of a map-style probe sample (suite.data.torch_side.probes.MapProbe), by observation key.
@@ -27,19 +27,24 @@ def make_loader(case: LoaderCase, counter=None) -> tuple[DataLoader, torch.Gener
     random.seed(case.seed)
     np.random.seed(case.seed % 2**32)
     g = torch.Generator().manual_seed(case.seed) if case.use_generator else None
-    ds = IterProbe(case.lengths, case.shard) if case.iterable else MapProbe(case.n, case.fault, counter)
+    if case.datapipe:
+        ds = datapipe_probe(case.lengths[0])
+    else:
+        ds = IterProbe(case.lengths, case.shard) if case.iterable else MapProbe(case.n, case.fault, counter)
     if case.init_fail >= 0:
         ds.init_fail = case.init_fail
     init = failing_init_fn if case.init_fail >= 0 else (init_token_fn if case.init_fn else None)
     kwargs = dict(batch_size=case.batch_size, drop_last=case.drop_last, num_workers=case.num_workers,
-                  generator=g, worker_init_fn=init)
-    if not case.iterable:
+                  generator=g, worker_init_fn=init, pin_memory=case.pin_memory)
+    if not case.iterable or case.datapipe:  # (a DataPipe's Shufflers are set by shuffle; it has none)
         kwargs["shuffle"] = case.shuffle
     if case.collate == "list" or (case.iterable and case.batch_size is not None):
         kwargs["collate_fn"] = list_collate
+    elif case.collate == "unpicklable":
+        kwargs["collate_fn"] = unpicklable_collate
     if case.num_workers:
-        kwargs.update(multiprocessing_context="fork", timeout=case.timeout, prefetch_factor=case.prefetch_factor,
-                      persistent_workers=case.persistent)
+        kwargs.update(timeout=case.timeout, prefetch_factor=case.prefetch_factor, persistent_workers=case.persistent)
+        kwargs["multiprocessing_context"] = worker_context(case.start_method)
         if not case.in_order:
             # DataLoader(in_order=...) is new in torch 2.6; in-order loading is the default before and after,
             # so the argument is passed only where a Case asks for out-of-order loading
@@ -57,10 +62,10 @@ def _rows(batch, batched: bool):
     return [list(r) for r in zip(*rows)]
 
 
-def _iterate(case: LoaderCase) -> tuple[list, object]:
+def _iterate(case: LoaderCase, pids: list) -> tuple[list, object]:
     """Per epoch the yielded batches (each a list of sample rows, or an error ending the epoch), and the
-    loader generator's (or the global) next int64 draw.  A loader torch refuses to build is an outcome
-    too: every epoch and the draw are that error."""
+    loader generator's (or the global) next int64 draw; ``pids`` collects the worker processes' ids.  A
+    loader torch refuses to build is an outcome too: every epoch and the draw are that error."""
     try:
         loader, g = make_loader(case)
     except Exception as exc:
@@ -74,6 +79,7 @@ def _iterate(case: LoaderCase) -> tuple[list, object]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 it = iter(loader)
+                pids.extend(w.pid for w in getattr(it, "_workers", ()))
                 for batch in it:
                     if isinstance(batch, dict):
                         batches.append({"samples": [plain(s) for s in batch["samples"]],
@@ -89,8 +95,7 @@ def _iterate(case: LoaderCase) -> tuple[list, object]:
     if case.persistent and loader._iterator is not None:
         shutdown(loader._iterator)
     next_draw = u64(g)
-    del loader
-    gc.collect()
+    del loader, it  # released here; see probes.leaked_shm for what must be gone then
     return epochs, next_draw
 
 
@@ -112,13 +117,15 @@ def _schedule(epochs: list) -> list:
 def run_loader(case: LoaderCase, device: str) -> dict:
     """One run of the case's loader, observed whole: {"epochs" (per epoch the yielded batches, each a list
     of sample rows or a {"samples", "collated_by"} dict from list_collate, or an error ending the epoch),
-    "next" (the generator's next int64 draw), "leftover" (worker processes alive after shutdown)}, plus
+    "next" (the generator's next int64 draw), "leftover" (worker processes alive after shutdown),
+    "leaked_shm" (shared-memory entries of the run left in /dev/shm, see probes.leaked_shm)}, plus
     views of the epochs: for a map-style probe every sample column (COLUMNS), "sorted_batches" (per epoch
     the batches' index lists, sorted), "schedule" (per epoch (first index, worker) of each batch) and
     "unordered_workers" (per epoch the worker of each batch); for an iterable probe "info" (the
     get_worker_info() fields every item saw).  The run is also kept in LAST_RUN (see replay_loader)."""
-    epochs, next_draw = _iterate(case)
-    out = {"epochs": epochs, "next": next_draw, "leftover": leftover_workers()}
+    before, pids = shm_entries(), []
+    epochs, next_draw = _iterate(case, pids)
+    out = {"epochs": epochs, "next": next_draw, "leftover": leftover_workers(), "leaked_shm": leaked_shm(before, pids)}
     if case.iterable:
         out["info"] = [(r[1], r[2]) for batches in epochs for b in batches if not isinstance(b, Raised)
                        for r in _samples(b)]
@@ -149,7 +156,8 @@ def run_prefetch_window(case: LoaderCase, device: str):
     of the next two next() calls.  Dispatch is read from the iterator's send counter (``_send_idx``,
     present since torch 1.2); fetches are counted by the dataset in shared memory, waiting (bounded)
     until the workers have fetched every dispatched batch, then briefly for any extra fetch."""
-    counter = multiprocessing.get_context("fork").Value("i", 0)
+    method = None if case.start_method == "default" else case.start_method
+    counter = multiprocessing.get_context(method).Value("i", 0)
     loader, _ = make_loader(case, counter)
     sizes = [len(b) for b in loader.batch_sampler] if loader.batch_sampler is not None else None
     seen = []
@@ -168,7 +176,7 @@ def run_prefetch_window(case: LoaderCase, device: str):
     return seen
 
 
-def _settle(counter, target: int, limit: float = 15.0, extra: float = 0.2) -> int:
+def _settle(counter, target: int, limit: float = LOADER_TIMEOUT, extra: float = 0.2) -> int:
     """The counter once it reaches ``target`` (bounded by ``limit`` seconds), after ``extra`` more
     seconds in which any fetch beyond the target would show."""
     start = time.monotonic()
