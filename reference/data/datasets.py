@@ -14,7 +14,8 @@ from reference.data.collate import _tensor_pic
 
 DS_CONCAT = rule("data.dataset.concat_index",
                  "ConcatDataset maps index i to the first member whose cumulative size exceeds i (empty members "
-                 "skipped); len is the sum.", f"{DATASET}: ConcatDataset.__getitem__")
+                 "skipped); len is the sum; a + b of map-style datasets is ConcatDataset([a, b]).",
+                 f"{DATASET}: ConcatDataset.__getitem__, Dataset.__add__")
 DS_CONCAT_NEG = rule("data.dataset.concat_negative",
                      "ConcatDataset accepts -len <= i < 0 as len + i; i < -len raises ValueError.",
                      f"{DATASET}: ConcatDataset.__getitem__")
@@ -25,17 +26,22 @@ DS_SUBSET = rule("data.dataset.subset",
                  "raises IndexError); __getitems__(ks), what the DataLoader's fetcher calls, is [Subset[k] for k in "
                  "ks], also when the wrapped dataset has its own __getitems__ (a nested Subset).",
                  f"{DATASET}: Subset.__getitem__, Subset.__getitems__; torch/utils/data/_utils/fetch.py")
-DS_CHAIN = rule("data.dataset.chain", "ChainDataset yields its members in order; len is the sum of lens.",
-                f"{DATASET}: ChainDataset")
+DS_CHAIN = rule("data.dataset.chain", "ChainDataset yields its members in order; len is the sum of lens; a + b of "
+                "iterable datasets is ChainDataset([a, b]).", f"{DATASET}: ChainDataset, IterableDataset.__add__")
 DS_STACK = rule("data.dataset.stack",
                 "StackDataset returns a tuple (positional) or dict (keyword) of the members' items, also via "
-                "__getitems__; members of different lengths raise ValueError.", f"{DATASET}: StackDataset")
+                "__getitems__ (batched through members that have their own __getitems__); members of different "
+                "lengths raise ValueError.", f"{DATASET}: StackDataset")
 DS_TENSOR = rule("data.dataset.tensor",
                  "TensorDataset[i] is the tuple of each tensor's row i; tensors of different first size raise.",
                  f"{DATASET}: TensorDataset")
 DS_KIND = rule("data.dataset.kind_checks",
                "ConcatDataset rejects an empty list and IterableDataset members; ChainDataset rejects a map-style "
-               "member when iterated (AssertionError each).", f"{DATASET}: ConcatDataset.__init__, ChainDataset.__iter__")
+               "member when iterated or measured (AssertionError each); StackDataset rejects datasets given both "
+               "positionally and by keyword, and no dataset at all (ValueError); the Dataset base class's "
+               "__getitem__ raises NotImplementedError (subclasses implement it).",
+               f"{DATASET}: ConcatDataset.__init__, ChainDataset.__iter__, ChainDataset.__len__, "
+               "StackDataset.__init__, Dataset.__getitem__")
 SPLIT = rule("data.seed.random_split",
              "random_split with integer lengths permutes range(sum) with one randperm from the generator and cuts it "
              "into consecutive pieces.", f"{DATASET}: random_split")
@@ -77,9 +83,13 @@ def dataset_outcome(case, device: str = "cpu", positions: list | None = None):
             item = flat[i]
         return {"len": total, "item": item}
     if case.kind == "kind_checks":
-        return Raised("AssertionError", [r"datasets should not be an empty iterable",
-                                         r"ConcatDataset does not support IterableDataset",
-                                         r"ChainDataset only supports IterableDataset"][case.index])
+        return [Raised("AssertionError", r"datasets should not be an empty iterable"),
+                Raised("AssertionError", r"ConcatDataset does not support IterableDataset"),
+                Raised("AssertionError", r"ChainDataset only supports IterableDataset"),
+                Raised("AssertionError", r"ChainDataset only supports IterableDataset"),
+                Raised("ValueError", r"both types are given"),
+                Raised("ValueError", r"At least one dataset should be passed"),
+                Raised("NotImplementedError")][case.index]
     if case.kind == "subset":
         base, idx = members[0], list(case.indices)
         items = []
@@ -87,7 +97,7 @@ def dataset_outcome(case, device: str = "cpu", positions: list | None = None):
             items.append(base[idx[k]] if -len(idx) <= k < len(idx) else Raised("IndexError"))
         ks = positions
         return {"len": len(idx), "items": items, "batch": [base[idx[k]] for k in ks],
-                "nested": [base[idx[k]] for k in ks]}
+                "nested": [base[idx[k]] for k in ks], "loaded": [base[i] for i in idx]}
     if case.kind == "chain":
         return {"len": sum(case.sizes), "items": [k for s in case.sizes for k in range(s)]}
     if case.kind == "stack":

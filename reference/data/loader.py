@@ -39,8 +39,12 @@ L_DEFAULTS = rule("data.loader.default_samplers",
                   "Without a sampler: RandomSampler if shuffle else SequentialSampler (an infinite constant sampler "
                   "for iterables); a BatchSampler wraps it when batch_size is set; collate is default_collate with "
                   "batching, default_convert without.", f"{LOADER}: DataLoader.__init__")
-L_LEN_MAP = rule("data.loader.len_map", "len(loader) of a map-style dataset is len of its (batch) sampler.",
-                 f"{LOADER}: DataLoader.__len__")
+L_LEN_MAP = rule("data.loader.len_map", "len(loader) of a map-style dataset, and of each of its iterators, is len "
+                 "of its (batch) sampler.", f"{LOADER}: DataLoader.__len__, _BaseDataLoaderIter.__len__")
+L_ITER_PICKLE = rule("data.loader.iterator_not_picklable",
+                     "A DataLoader iterator (single- or multi-process) cannot be pickled: pickling it raises "
+                     "NotImplementedError ('... cannot be pickled').",
+                     f"{LOADER}: _BaseDataLoaderIter.__getstate__")
 L_LEN_ITER = rule("data.loader.len_iterable",
                   "len(loader) of an IterableDataset is len(dataset), divided by batch_size (ceil, floor with "
                   "drop_last); TypeError without __len__.", f"{LOADER}: DataLoader.__len__")
@@ -157,8 +161,13 @@ def expectations(case) -> list[Expect]:
     error = construction_error(case)
     if error is not None:
         return [Expect(error[0], error[1], key="config")]
-    return [Expect(L_DEFAULTS, loader_config(case), key="config"),
-            Expect(L_LEN_ITER if case.iterable else L_LEN_MAP, OneOf(loader_len(case), NOT_BUILT), key="len")]
+    out = [Expect(L_DEFAULTS, loader_config(case), key="config"),
+           Expect(L_LEN_ITER if case.iterable else L_LEN_MAP, OneOf(loader_len(case), NOT_BUILT), key="len")]
+    if case.iterate:  # an iterator was made: its length (map-style) and pickling it
+        if not case.iterable:
+            out.append(Expect(L_LEN_MAP, loader_len(case), key="iter_len"))
+        out.append(Expect(L_ITER_PICKLE, Raised("NotImplementedError", r"cannot be pickled"), key="pickle"))
+    return out
 
 
 def _first_batch(case, batch_size, drop_last):

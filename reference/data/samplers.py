@@ -83,8 +83,15 @@ D_LEN = rule("data.sampler.distributed.len",
              "len(DistributedSampler) is ceil(n/R), or ceil((n-R)/R) with drop_last when R does not divide n.",
              "torch/utils/data/distributed.py: DistributedSampler.__init__")
 D_VALID = rule("data.sampler.distributed.validation",
-               "DistributedSampler raises ValueError for rank outside [0, num_replicas-1].",
+               "DistributedSampler raises ValueError for rank outside [0, num_replicas-1]; num_replicas or rank "
+               "left as None is taken from the current distributed group, so without an initialized process group "
+               "construction raises (ValueError or RuntimeError from torch.distributed).",
                "torch/utils/data/distributed.py: DistributedSampler.__init__")
+
+
+def _nested(weights) -> bool:
+    """Weights given as rows (a 2-D sequence) rather than one flat sequence."""
+    return any(isinstance(w, tuple) for w in weights)
 
 
 def _positive_int(x) -> bool:
@@ -105,7 +112,7 @@ def sampler_rule(case) -> str:
     if case.kind == "subset_random":
         return SUBSET_ORDER
     if case.kind == "weighted":
-        if not _positive_int(case.num_samples) or not isinstance(case.replacement, bool):
+        if not _positive_int(case.num_samples) or not isinstance(case.replacement, bool) or _nested(case.weights):
             return W_VALID
         if sum(1 for w in case.weights if w > 0) < len(case.weights):
             return W_ZERO
@@ -114,7 +121,7 @@ def sampler_rule(case) -> str:
         if not _positive_int(case.batch_size) or not isinstance(case.drop_last, bool):
             return B_VALID
         return B_DROP if case.drop_last else B_CHUNK
-    if not 0 <= case.rank < case.num_replicas:
+    if case.num_replicas is None or case.rank is None or not 0 <= case.rank < case.num_replicas:
         return D_VALID
     if case.shuffle:
         return D_SHUFFLE
@@ -188,6 +195,8 @@ def sampler_outcome(case):
             return Raised("ValueError", r"num_samples should be a positive integer")
         if not isinstance(case.replacement, bool):
             return Raised("ValueError", r"replacement should be a boolean")
+        if _nested(case.weights):
+            return Raised("ValueError", r"weights should be a 1d sequence")
         race = not (case.replacement and case.num_samples > 1)
         seed = case.seed if case.use_generator else global_seed(case.seed)
         if race:
@@ -224,6 +233,8 @@ def sampler_outcome(case):
         length = n // bs if case.drop_last else -(-n // bs)
         return {"len": length, "passes": passes, "next": stream.random64()}
     # distributed: never touches the passed generator or the global stream
+    if case.num_replicas is None or case.rank is None:  # the suite runs no process group
+        return Raised("ValueError|RuntimeError", r"process group|distributed")
     if not 0 <= case.rank < case.num_replicas:
         return Raised("ValueError", r"Invalid rank")
     passes = []
@@ -262,6 +273,6 @@ def expectations(case) -> list[Expect]:
 
 def stride_expectations(case) -> list[Expect]:
     """A DistributedSampler with a valid rank: every rank's indices of the first epoch, together."""
-    if case.kind != "distributed" or not 0 <= case.rank < case.num_replicas:
+    if case.kind != "distributed" or sampler_rule(case) == D_VALID:
         return []
     return [Expect(D_STRIDE, distributed_all_ranks(case))]

@@ -39,6 +39,8 @@ _dataset_entry = functools.partial(Divergence, case_type=DatasetCase, run=run_da
 
 
 def _weighted_short_of_nonzero(case) -> bool:
+    if case.kind != "weighted" or samplers_ref.sampler_rule(case) == samplers_ref.W_VALID:
+        return False
     positive = sum(1 for w in case.weights if w > 0)
     return (case.kind == "weighted" and case.replacement is False and isinstance(case.num_samples, int)
             and not isinstance(case.num_samples, bool) and positive < case.num_samples <= len(case.weights))

@@ -51,6 +51,7 @@ def test_random_split(conform, case):
 
 
 @pytest.mark.rules(ref.DS_KIND)
-@pytest.mark.parametrize("variant", [0, 1, 2], ids=["concat-empty", "concat-iterable", "chain-map"])
+@pytest.mark.parametrize("variant", range(7), ids=["concat-empty", "concat-iterable", "chain-map", "chain-map-len",
+                                                    "stack-args-and-kwargs", "stack-none", "dataset-base"])
 def test_kind_checks(conform, variant):
     _check(conform, "cpu", DatasetCase("kind_checks", index=variant))

@@ -11,7 +11,7 @@ ERROR_RULES = (ref.L_WORKERS, ref.L_TIMEOUT, ref.L_PREFETCH, ref.L_PREFETCH_POS,
                ref.L_ITER_SAMPLER, ref.L_SAMPLER_SHUFFLE, ref.L_BATCH_SAMPLER, ref.L_NONE_DROP)
 
 
-@pytest.mark.rules(*ERROR_RULES, ref.L_DEFAULTS, ref.L_LEN_MAP, ref.L_LEN_ITER)
+@pytest.mark.rules(*ERROR_RULES, ref.L_DEFAULTS, ref.L_LEN_MAP, ref.L_LEN_ITER, ref.L_ITER_PICKLE)
 @pytest.mark.timeout(240)  # cases with iterate=True start fork workers; each is shut down in the torch side
 @example(case=LoaderArgsCase(iterable=False, n=4, num_workers=-1))
 @example(case=LoaderArgsCase(iterable=False, n=4, timeout=-1.0))
@@ -30,12 +30,17 @@ ERROR_RULES = (ref.L_WORKERS, ref.L_TIMEOUT, ref.L_PREFETCH, ref.L_PREFETCH_POS,
 @example(case=LoaderArgsCase(iterable=True, n=5, batch_size=2, declared_len=5))
 @example(case=LoaderArgsCase(iterable=True, n=5, batch_size=2))
 @example(case=LoaderArgsCase(iterable=False, n=0, shuffle=True))  # registered divergence
+@example(case=LoaderArgsCase(iterable=False, n=5, batch_size=2, iterate=True))  # an iterator: len, pickling
+@example(case=LoaderArgsCase(iterable=True, n=5, batch_size=2, declared_len=5, iterate=True))
+@example(case=LoaderArgsCase(iterable=False, n=4, batch_size=3, drop_last=True, num_workers=1, iterate=True))
 @given(case=loader_args_cases())
 def test_construction(conform, case):
     conform.check(case, ref.expectations(case), run=run_loader_args)
 
 
 @pytest.mark.rules(ref.L_LEN_WARN)
+@pytest.mark.timeout(120)
+@example(case=LoaderArgsCase(iterable=True, n=4, batch_size=None, declared_len=2, num_workers=1))  # a fork worker
 @given(case=len_warning_cases())
 def test_iterable_len_warning(conform, case):
     conform.check(case, ref.len_warning_expectations(case), run=run_iterable_len_warning)

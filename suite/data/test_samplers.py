@@ -39,6 +39,7 @@ def test_subset_random(conform, case):
 @example(case=SamplerCase("weighted", 3, 3, weights=(1.0, 0.0, 0.5), num_samples=5, replacement=True))
 @example(case=SamplerCase("weighted", 3, 4, weights=(1.0, 2.0, 0.5), num_samples=True))
 @example(case=SamplerCase("weighted", 3, 0, weights=(1.0, 0.0, 2.0), num_samples=3, replacement=False))  # divergence
+@example(case=SamplerCase("weighted", 2, 6, weights=((1.0, 2.0), (0.5, 1.0)), num_samples=2, replacement=True))
 @example(case=SamplerCase("weighted", 3, 5, weights=(2.0 ** -1000, 2.0 ** -999, 2.0 ** -1001), num_samples=4,
                           replacement=True))
 @given(case=sampler_cases("weighted"))
@@ -61,6 +62,8 @@ def test_batch(conform, case):
 @example(case=SamplerCase("distributed", 7, 0, num_replicas=2, rank=0, shuffle=True, dist_seed=3, epochs=(0, 1, 1)))
 @example(case=SamplerCase("distributed", 7, 0, num_replicas=2, rank=2))
 @example(case=SamplerCase("distributed", 2, 0, num_replicas=5, rank=4))  # padding wraps more than once
+@example(case=SamplerCase("distributed", 4, 0, num_replicas=None, rank=0))  # no process group to ask
+@example(case=SamplerCase("distributed", 4, 0, num_replicas=2, rank=None))
 @given(case=sampler_cases("distributed"))
 def test_distributed(conform, case):
     conform.check(case, ref.expectations(case), run=run_sampler)

@@ -1,10 +1,13 @@
 """Torch side of the datasets (Concat, Subset, Chain, Stack, Tensor) and random_split."""
 from __future__ import annotations
 
+import functools
+import operator
 import warnings
 
 import torch
-from torch.utils.data import ChainDataset, ConcatDataset, StackDataset, Subset, TensorDataset, random_split
+from torch.utils.data import (ChainDataset, ConcatDataset, DataLoader, Dataset, StackDataset, Subset, TensorDataset,
+                              random_split)
 
 from conform.outcome import Raised
 from suite.data.cases import DatasetCase, subset_batch_positions
@@ -15,6 +18,12 @@ from suite.data.torch_side.rng import u64
 
 def _numbered(size: int, tag: int):
     return [tag * 100 + k for k in range(size)]
+
+
+def _member(size: int, tag: int):
+    """A member dataset of ints tag*100 + k: a Dataset (a Subset of the list) where the case adds members
+    with + or wants them to have __getitems__, else the plain list."""
+    return Subset(_numbered(size, tag), range(size))
 
 
 def _guard(fn):
@@ -28,7 +37,10 @@ def run_dataset(case: DatasetCase, device: str):
     """The case's dataset observed: len and items (or the error of building it)."""
     try:
         if case.kind == "concat":
-            ds = ConcatDataset([_numbered(s, t) for t, s in enumerate(case.sizes)])
+            if case.added and len(case.sizes) > 1:
+                ds = functools.reduce(operator.add, [_member(s, t) for t, s in enumerate(case.sizes)])
+            else:
+                ds = ConcatDataset([_numbered(s, t) for t, s in enumerate(case.sizes)])
             return {"len": len(ds), "item": _guard(lambda: ds[case.index])}
         if case.kind == "subset":
             ds = Subset(_numbered(case.sizes[0], 0), list(case.indices))
@@ -36,15 +48,17 @@ def run_dataset(case: DatasetCase, device: str):
             ks = subset_batch_positions(m)
             # nested: the outer Subset's dataset has __getitems__, so the fetch goes through it
             nested = Subset(ds, ks)
+            # and through a DataLoader: its fetcher asks the Subset's __getitems__ for each batch
+            loaded = _guard(lambda: [x for b in DataLoader(ds, batch_size=3, collate_fn=list) for x in b])
             return {"len": m, "items": [_guard(lambda k=k: ds[k]) for k in range(-m - 1, m + 1)],
                     "batch": _guard(lambda: ds.__getitems__(ks)),
-                    "nested": _guard(lambda: nested.__getitems__(list(range(len(ks)))))}
+                    "nested": _guard(lambda: nested.__getitems__(list(range(len(ks))))), "loaded": loaded}
         if case.kind == "chain":
             parts = [PlainIterable(s, s) for s in case.sizes]
-            ds = ChainDataset(parts)
+            ds = functools.reduce(operator.add, parts) if case.added and len(parts) > 1 else ChainDataset(parts)
             return {"len": len(ds), "items": list(ds)}
         if case.kind == "stack":
-            parts = [_numbered(s, t) for t, s in enumerate(case.sizes)]
+            parts = [(_member if case.added else _numbered)(s, t) for t, s in enumerate(case.sizes)]
             ds = StackDataset(**{f"k{t}": p for t, p in enumerate(parts)}) if case.as_dict else StackDataset(*parts)
             return {"len": len(ds), "item": describe(ds[case.index]),
                     "items": describe(ds.__getitems__(list(case.indices)))}
@@ -55,13 +69,13 @@ def run_dataset(case: DatasetCase, device: str):
             return {"len": len(ds), "item": describe(ds[case.index])}
         if case.kind == "kind_checks":
             # index 0: ConcatDataset([]); 1: ConcatDataset with an IterableDataset; 2: iterating a
-            # ChainDataset holding a map-style dataset
-            if case.index == 0:
-                ConcatDataset([])
-            elif case.index == 1:
-                ConcatDataset([[1, 2], PlainIterable(2, 2)])
-            else:
-                list(ChainDataset([PlainIterable(2, 2), [5, 6]]))
+            # ChainDataset holding a map-style dataset; 3: its len; 4: StackDataset given datasets both
+            # positionally and by keyword; 5: StackDataset of nothing; 6: indexing the Dataset base class
+            checks = [lambda: ConcatDataset([]), lambda: ConcatDataset([[1, 2], PlainIterable(2, 2)]),
+                      lambda: list(iter(ChainDataset([PlainIterable(2, 2), [5, 6]]))),  # (list() asks len first)
+                      lambda: len(ChainDataset([PlainIterable(2, 2), [5, 6]])),
+                      lambda: StackDataset([1], k=[2]), lambda: StackDataset(), lambda: Dataset()[0]]
+            checks[case.index]()
             return "accepted"
         if case.kind == "random_split":
             g = torch.Generator().manual_seed(case.seed)

@@ -3,6 +3,7 @@ multiprocessing context and the attributes frozen after construction."""
 from __future__ import annotations
 
 import multiprocessing
+import pickle
 import warnings
 
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
@@ -40,16 +41,26 @@ def run_loader_args(case: LoaderArgsCase, device: str) -> dict:
         length = len(loader)
     except Exception as exc:
         length = Raised(type(exc).__name__)
+    out = {"config": config, "len": length}
     if case.iterate:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 it = iter(loader)
                 config["first"] = plain(next(it, None))
+                out["iter_len"] = _attempt(lambda: len(it))
+                out["pickle"] = _attempt(lambda: pickle.dumps(it))
                 shutdown(it)
         except Exception as exc:
             config["first"] = Raised.from_exception(exc)
-    return {"config": config, "len": length}
+    return out
+
+
+def _attempt(fn):
+    try:
+        return fn()
+    except Exception as exc:
+        return Raised.from_exception(exc)
 
 
 def run_loader_attr(case: LoaderAttrCase, device: str) -> dict:
@@ -73,10 +84,12 @@ def run_loader_attr(case: LoaderAttrCase, device: str) -> dict:
 
 
 def run_iterable_len_warning(case: LoaderArgsCase, device: str):
-    """len(loader), then the 1-based batch numbers at which the length warning fires."""
+    """len(loader), then the 1-based batch numbers at which the length warning fires (with workers: one
+    fork worker iterating the whole replica)."""
     try:
         loader = DataLoader(PlainIterable(case.n, case.declared_len), batch_size=case.batch_size,
-                            drop_last=case.drop_last)
+                            drop_last=case.drop_last, num_workers=case.num_workers,
+                            multiprocessing_context="fork" if case.num_workers else None)
         length = len(loader)
         fired = []
         with warnings.catch_warnings(record=True) as caught:
