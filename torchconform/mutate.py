@@ -199,7 +199,8 @@ def select(population: list, max_mutants: int | None, seed: int | None) -> list:
         return population if max_mutants is None else runnable
     if seed is None:
         return runnable[:max_mutants]
-    return [runnable[i] for i in sorted(random.Random(seed).sample(range(len(runnable)), max_mutants))]
+    # in the drawn order: any prefix of it (a run stopped early) is itself a random sample
+    return [runnable[i] for i in random.Random(seed).sample(range(len(runnable)), max_mutants)]
 
 
 # ---------------------------------------------------------------- scoring
