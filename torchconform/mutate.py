@@ -24,7 +24,8 @@ For each file (relative to the torch package, one of ``reports.coverage.FILES``)
    anything else = killed, over ``--timeout`` = timeout (counted apart), a worker exception = incompetent.
 
 Writes ``DIR/<file, / as .>.json`` (per mutant: operator, occurrence, line, function, diff, outcome,
-seconds, the failing test) after every mutant, so an interrupted run resumes where it stopped, and
+seconds, the failing test) after every mutant, so an interrupted run resumes where it stopped (same
+suite commit, file and tests; otherwise every mutant runs again), and
 ``DIR/summary.md`` + ``DIR/summary.json`` over every file in DIR. Default DIR: the checkout's
 ``reports/mutation/<torch version>/``. The score is (killed + timeout) / (killed + timeout + survived +
 not-covered); with ``--max-mutants N --sample SEED`` a seeded random sample of the file's mutants is run
@@ -412,7 +413,9 @@ def run_file(rel: str, opts: dict, log=print) -> dict:
         if result_path.exists():
             try:
                 old = json.loads(result_path.read_text())
-                if old.get("source_sha256") == digest and old.get("tests") == tests:
+                # outcomes hold for one suite commit: a changed suite runs every mutant again
+                if old.get("source_sha256") == digest and old.get("tests") == tests and \
+                        old.get("suite_commit") == commit:
                     previous = {m["id"]: m for m in old.get("mutants", [])}
             except (OSError, json.JSONDecodeError):
                 previous = {}
