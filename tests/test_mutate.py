@@ -140,3 +140,11 @@ def test_select():
     assert sample == mutate.select(population, 5, 7) and len(sample) == 5 and not any(a for _, a in sample)
     assert sample != mutate.select(population, 5, 8)
     assert len(mutate.select(population, 100, 1)) == 20         # more than there are: every runnable one
+
+
+def test_suite_tree_ignores_other_paths():
+    root = mutate._repo_root()
+    tree = mutate.suite_tree(root)
+    if tree is None:
+        pytest.skip("not a git checkout")
+    assert tree == mutate.suite_tree(root) and len(tree) == 40

@@ -25,7 +25,7 @@ For each file (relative to the torch package, one of ``reports.coverage.FILES``)
 
 Writes ``DIR/<file, / as .>.json`` (per mutant: operator, occurrence, line, function, diff, outcome,
 seconds, the failing test) after every mutant, so an interrupted run resumes where it stopped (same
-suite commit, file and tests; otherwise every mutant runs again), and
+file, tests and suite trees -- ``suite_tree``; otherwise every mutant runs again), and
 ``DIR/summary.md`` + ``DIR/summary.json`` over every file in DIR. Default DIR: the checkout's
 ``reports/mutation/<torch version>/``. The score is (killed + timeout) / (killed + timeout + survived +
 not-covered); with ``--max-mutants N --sample SEED`` a seeded random sample of the file's mutants is run
@@ -300,6 +300,20 @@ sys.meta_path.insert(0, _TorchconformMutantFinder)
 '''
 
 
+SUITE_PATHS = ("suite", "reference", "conform", "conftest.py", "pyproject.toml")
+
+
+def suite_tree(root: Path) -> str | None:
+    """The git trees of what the tests run (suite, reference, conform, conftest) at HEAD, as one id: a
+    commit touching only other paths (reports, torchconform) leaves recorded outcomes valid."""
+    try:
+        ids = subprocess.run(["git", "-C", str(root), "rev-parse", *(f"HEAD:{p}" for p in SUITE_PATHS)],
+                             capture_output=True, text=True, check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return hashlib.sha1(" ".join(ids).encode()).hexdigest()
+
+
 def _snapshot(root: Path, dest: Path) -> tuple[Path, str]:
     """The suite as last committed (git archive HEAD) in ``dest``; the checkout itself without git."""
     try:
@@ -393,6 +407,7 @@ def run_file(rel: str, opts: dict, log=print) -> dict:
         (hook / "sitecustomize.py").write_text(HOOK.format(names=module_name(rel),
                                                            copies={module_name(rel): str(copy)}))
         suite, commit = _snapshot(opts["root"], work / "suite")
+        tree = suite_tree(opts["root"]) if commit != "working tree" else None
         missing = [t for t in tests if not (suite / t).exists()]
         if missing:
             raise RuntimeError(f"test path {missing[0]} does not exist in the suite")
@@ -415,7 +430,7 @@ def run_file(rel: str, opts: dict, log=print) -> dict:
                 old = json.loads(result_path.read_text())
                 # outcomes hold for one suite commit: a changed suite runs every mutant again
                 if old.get("source_sha256") == digest and old.get("tests") == tests and \
-                        old.get("suite_commit") == commit:
+                        old.get("suite_tree") == tree and tree is not None:
                     previous = {m["id"]: m for m in old.get("mutants", [])}
             except (OSError, json.JSONDecodeError):
                 previous = {}
@@ -435,7 +450,8 @@ def run_file(rel: str, opts: dict, log=print) -> dict:
             f" --max-mutants {opts['max_mutants']}" if opts["max_mutants"] else "") + (
             f" --sample {opts['seed']}" if opts["seed"] is not None else "")
         record = {"file": rel, "area": FILES[rel], "tool": f"{TOOL} {_tool_version()}", "torch": _torch_version(),
-                  "source_sha256": digest, "tests": tests, "suite_commit": commit, "command": command,
+                  "source_sha256": digest, "tests": tests, "suite_commit": commit, "suite_tree": tree,
+                  "command": command,
                   "population": len(population), "population_annotation": len(population) - len(runnable),
                   "sample_seed": opts["seed"], "max_mutants": opts["max_mutants"],
                   "baseline_s": round(base_s, 1), "timeout_s": timeout, "covered_lines": sorted(executed),
