@@ -124,3 +124,16 @@ def test_load_pre_hooks_pre_order_through_copies():
     spec = Spec(children=(("c", Spec()),), share="e")
     case = LoadCase(spec, (), strict=False, observe="pre_hooks", copy="deepcopy")
     assert state.observe(case, make_inputs(case)) == [("", "", False), ("c.", "c.", False), ("c.", "e.", False)]
+
+
+def test_memory_format_and_single_calls():
+    # NHWC strides of a (N, C, H, W) tensor: C innermost, then W, H, N; other ranks stay row-major
+    entries = (("param", "w", (2, 3, 4, 5), "float32"), ("buffer", "b", (3, 4), "int64"))
+    assert convert.memory_format_outcome(entries)["strides"] == [(60, 1, 15, 3), (4, 1)]
+    # an override without persistent: called with (name, tensor) only, persistent; a non-persistent Buffer refused
+    assert registration.buffer_override(False, True) == ((), ["b"])
+    assert registration.buffer_override(False, False).type == "RuntimeError"
+    assert registration.buffer_override(True, False) == ((False,), [])
+    rule_id, expected = state.load_single("load_into_meta", "cpu")
+    assert rule_id == state.LOAD_META and expected["device"] == "meta" and expected["warning"].type == "UserWarning"
+    assert state.load_single("load_assign_parameter", "cuda:1")[1]["device"] == "cuda"

@@ -141,3 +141,35 @@ def zero_grad(case):
         else:
             out.append((np.zeros(2), False))
     return out
+
+
+# ---- memory format -------------------------------------------------------------------
+CONVERT_MEMORY_FORMAT = rule("module.convert.memory_format",
+    "to(memory_format=torch.channels_last) gives every 4-D parameter and buffer (integral ones too) the channels_last "
+    "layout (strides of an NHWC tensor) with its values and shape kept, parameters staying the same Parameter "
+    "objects; parameters and buffers of any other dimension are left as they are (contiguous).",
+    f"{SRC}: Module.to ('memory_format (torch.memory_format): the desired memory format for 4D parameters and "
+    "buffers in this module (keyword only argument)'; 'This method modifies the module in-place')")
+
+
+def _strides(shape, channels_last: bool) -> tuple:
+    """Element strides of a dense tensor of ``shape``: row-major, or NHWC order for channels_last (4-D)."""
+    order = (0, 2, 3, 1) if channels_last else tuple(range(len(shape)))  # outermost .. innermost dimension
+    strides, step = [0] * len(shape), 1
+    for dim in reversed(order):
+        strides[dim] = step
+        step *= shape[dim]
+    return tuple(strides)
+
+
+def memory_format_outcome(entries) -> dict:
+    """Module.to(memory_format=torch.channels_last) on a module holding ``entries`` ((kind, name, shape, dtype),
+    contiguous before): each entry's strides after, whether its values are kept, whether a parameter is the same
+    object (buffers: True)."""
+    return {"strides": [_strides(shape, len(shape) == 4) for _, _, shape, _ in entries],
+            "kept": [True] * len(entries), "same": [True] * len(entries)}
+
+
+def memory_format_expectations(case) -> list[Expect]:
+    expected = memory_format_outcome(case.entries)
+    return [Expect(CONVERT_MEMORY_FORMAT, expected[key], key=key) for key in ("strides", "kept", "same")]

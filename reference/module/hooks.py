@@ -4,8 +4,10 @@ register_forward_hook, register_module_forward_(pre_)hook,
 register_full_backward_(pre_)hook.  Gradients in numpy float64."""
 from __future__ import annotations
 
+import numpy as np
+
 from conform.expect import Expect
-from conform.outcome import Raised
+from conform.outcome import OneOf, Raised
 from conform.rules import rule
 from reference.module.tolerances import BACKWARD_TOL
 
@@ -216,3 +218,19 @@ def legacy_backward_expectations(case, inputs) -> list[Expect]:
     where = "as a global Module hook" if case.order.startswith("global") else "on a single Module"
     return [Expect(LEGACY_BACKWARD, Raised("RuntimeError", "Cannot use both regular backward hooks and full backward "
                                                            f"hooks {where}"))]
+
+
+# ---- a forward whose output is not a Tensor or a tuple --------------------------------
+BACKWARD_HOOK_FIRES = rule("module.hooks.full_backward_fires",
+    "A full backward hook fires once per backward when the gradients with respect to the module's inputs are "
+    "computed (firing rule 1), whatever structure the forward returns its tensors in (the docstring sets no "
+    "condition on the output's type); the hook does not change the input's gradient when it returns None. torch "
+    "may warn.", f"{SRC}: Module.register_full_backward_hook ('1. Ordinarily, the hook fires when the gradients "
+    "are computed with respect to the module inputs.')")
+
+
+def backward_hook_output_expectations(case) -> list[Expect]:
+    """y = {"y": 2 x} (or [2 x]) from a module with one full backward hook returning None; y.sum().backward():
+    the hook's calls, x.grad (2 everywhere), the first warning (undocumented: any or none)."""
+    return [Expect(BACKWARD_HOOK_FIRES, 1, key="calls"), Expect(BACKWARD_HOOK_FIRES, np.full(2, 2.0), key="grad"),
+            Expect(BACKWARD_HOOK_FIRES, OneOf(None, Raised("UserWarning")), key="warning")]

@@ -326,3 +326,30 @@ def registration_replace(case) -> tuple:
         if returns:
             value = f"r{i}"
     return seen, value
+
+
+# ---- parameters that are not graph leaves; subclasses overriding register_buffer --------
+REGISTER_NON_LEAF = rule("module.register_parameter.non_leaf",
+    "A Parameter that is not a leaf of the autograd graph (it has a grad_fn, e.g. after an in-place copy_ from a "
+    "tensor requiring grad) is refused, by register_parameter and by attribute assignment alike, with ValueError "
+    "'Cannot assign non-leaf Tensor to parameter'.", f"{SRC}: Module.register_parameter ('Model parameters must be "
+    "created explicitly. To express ... as a function of another Tensor, compute the value in the forward() method')")
+BUFFER_OVERRIDE = rule("module.setattr.buffer_override",
+    "Assigning an nn.Buffer registers it through the module's own register_buffer: a subclass's override that "
+    "takes a persistent parameter receives (name, tensor, persistent); one without it receives (name, tensor) and "
+    "the buffer is persistent (that override's pre-persistent behaviour), so a non-persistent nn.Buffer is refused "
+    "with RuntimeError.", f"{SRC}: Module.__setattr__ ('to support subclasses of nn.Module that (wrongfully) "
+    "implement a register_buffer() method that doesn't have the \"persistent\" argument ... assume it is always "
+    "true'); torch/nn/parameter.py: Buffer")
+
+NON_LEAF_ERROR = Raised("ValueError", r"^Cannot assign non-leaf Tensor to parameter 'w'")
+
+
+def buffer_override(takes_persistent: bool, persistent: bool):
+    """(arguments the override received after the name, state_dict keys), or the documented refusal."""
+    if takes_persistent:
+        return (persistent,), ["b"] if persistent else []
+    if not persistent:
+        return Raised("RuntimeError", "^Registering a non-persistent buffer on a Module subclass that implements "
+                                      r"register_buffer\(\) without the persistent argument is not allowed")
+    return (), ["b"]

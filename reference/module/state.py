@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from conform.expect import Expect
 from conform.outcome import Raised
 from conform.rules import rule
@@ -316,3 +318,36 @@ def result_rule(case) -> str:
 def expectations(case, inputs) -> list[Expect]:
     """A LoadCase: the expected observable ``case.observe`` under the rule it is about."""
     return [Expect(_OBSERVABLE_RULES.get(case.observe) or result_rule(case), observe(case, inputs))]
+
+
+# ---- parameters on the meta device; Parameters in the dict ------------------------------
+LOAD_META = rule("module.load_state_dict.meta",
+    "Loading a real (non-meta) value into a parameter on the meta device with assign=False copies nothing: the "
+    "parameter stays on meta (assign=False preserves the module tensors' properties) and torch warns that the copy "
+    "is a no-op, pointing to assign=True; with assign=True the parameter takes the value's device and values, "
+    "without a warning.  A meta value copied into a real parameter is a per-key error of the load ('While copying "
+    "the parameter named ..., an exception occurred').", f"{SRC}: Module.load_state_dict (assign: 'When set to "
+    "False, the properties of the tensors in the current module are preserved whereas setting it to True "
+    "preserves properties of the Tensors in the state dict'), Module._load_from_state_dict ('copying from a "
+    "non-meta parameter in the checkpoint to a meta parameter in the current model, which is a no-op')")
+
+
+def load_single(kind: str, device: str):
+    """The single loads of suite/module/cases.py MiscCase (a module with one parameter w of shape (2,), requires_grad
+    True; the dict {"w": ones(2)}): (rule, expected {"device", "values", "requires_grad", "warning"}) or the error.
+    load_into_meta / load_into_meta_assign: w on meta, assign False / True; load_from_meta: the dict's value on
+    meta; load_assign_parameter: the dict's value a Parameter with requires_grad=False, assign=True."""
+    device_type = device.split(":")[0]
+    if kind == "load_into_meta":
+        return LOAD_META, {"device": "meta", "values": None, "requires_grad": True,
+                           "warning": Raised("UserWarning", r"^for w: copying from a non-meta parameter in the "
+                                             r"checkpoint to a meta parameter in the current model, which is a no-op\. "
+                                             r"\(Did you mean to pass `assign=True`")}
+    if kind == "load_from_meta":
+        return LOAD_META, Raised("RuntimeError", r"^Error\(s\) in loading state_dict for Plain:\n\tWhile copying the "
+                                                 r'parameter named "w", whose dimensions in the model are '
+                                                 r"torch\.Size\(\[2\]\) and whose dimensions in the checkpoint are "
+                                                 r"torch\.Size\(\[2\]\), an exception occurred")
+    # assign=True: the dict's device and values, the module's requires_grad (the documented exception)
+    rule_id = LOAD_META if kind == "load_into_meta_assign" else LOAD_ASSIGN
+    return rule_id, {"device": device_type, "values": np.ones(2), "requires_grad": True, "warning": None}

@@ -172,8 +172,20 @@ def registration_replace_expectations(case) -> list[Expect]:
     return [Expect(REGISTRATION_REPLACE, registration_replace(case))]
 
 
-def misc_expectations(case) -> list[Expect]:
+def misc_expectations(case, device: str = "cpu") -> list[Expect]:
     """A MiscCase (suite/module/cases.py): the one call's documented outcome."""
+    from reference.module import convert, hooks, registration, state
+    if case.kind == "to_memory_format":
+        return convert.memory_format_expectations(case)
+    if case.kind in ("register_non_leaf", "setattr_non_leaf"):
+        return [Expect(registration.REGISTER_NON_LEAF, registration.NON_LEAF_ERROR)]
+    if case.kind.startswith("buffer_override"):
+        return [Expect(registration.BUFFER_OVERRIDE, registration.buffer_override(
+            "_persistent_" in case.kind, case.kind.endswith("_true")))]
+    if case.kind == "backward_hook_dict":
+        return hooks.backward_hook_output_expectations(case)
+    if case.kind.startswith("load_") and case.kind not in ("load_non_mapping", "load_post_hook_return"):
+        return [Expect(*state.load_single(case.kind, device))]
     from reference.module.convert import CONVERT_TYPE
     from reference.module.registration import CALL_NO_FORWARD, INIT_ARGS
     from reference.module.state import EXTRA_STATE_BASE, LOAD_NON_MAPPING, LOAD_POST_HOOKS

@@ -260,5 +260,11 @@ class MiscCase:
     them on), get_extra_state | set_extra_state (the base methods called directly), post_hook_return (a public
     state_dict post-hook returning a value), load_post_hook_return (a load post-hook returning a value),
     load_non_mapping (load_state_dict of a list), call_no_forward (a module without forward called), meta_to
-    (Module.to of a module on the meta device)."""
+    (Module.to of a module on the meta device); to_memory_format (Module.to(memory_format=torch.channels_last) of a
+    module holding ``entries``: (kind "param" | "buffer", name, shape, dtype name)); register_non_leaf |
+    setattr_non_leaf (a Parameter with a grad_fn); buffer_override[_persistent]_{true,false} (an nn.Buffer assigned
+    to a subclass whose register_buffer takes no persistent argument, or takes one); backward_hook_dict (a full
+    backward hook on a module whose forward returns a dict); load_into_meta[_assign], load_from_meta,
+    load_assign_parameter (reference/module/state.py: load_single)."""
     kind: str
+    entries: tuple = ()

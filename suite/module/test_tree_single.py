@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference.module import convert as convert_ref
+from reference.module import hooks as hooks_ref
 from reference.module import registration as reg
 from reference.module import state as state_ref
 from reference.module import traversal as trav
@@ -133,10 +134,25 @@ def test_tree_examples(conform, device, ops):
 
 MISC_KINDS = ["init_args", "init_kwargs", "super_init", "get_extra_state", "set_extra_state", "load_non_mapping",
               "load_post_hook_return", "call_no_forward", "meta_to"] + (["post_hook_return"] if HAS_STATE_DICT_POST_HOOK else [])
+# States of module.py no drawn case builds (measured with --coverage), each one call: the channels_last branch of
+# Module.to (4-D entries converted, the others not; a 5-D entry: see the registered divergence), non-leaf
+# Parameters, register_buffer overrides, a dict output under a full backward hook, loads into/from meta tensors
+MEMORY_FORMAT = (("param", "w4", (2, 3, 4, 5), "float32"), ("buffer", "b4", (2, 3, 2, 2), "int64"),
+                 ("param", "w2", (3, 4), "float32"), ("buffer", "b1", (3,), "float64"))
+MISC_CASES = [MiscCase(kind) for kind in MISC_KINDS] + [
+    MiscCase("to_memory_format", MEMORY_FORMAT),
+    MiscCase("to_memory_format", (("param", "w4", (2, 3, 4, 5), "float32"), ("param", "w5", (2, 3, 2, 2, 2), "float32"))),
+    MiscCase("register_non_leaf"), MiscCase("setattr_non_leaf"), MiscCase("backward_hook_dict"),
+    MiscCase("load_into_meta"), MiscCase("load_into_meta_assign"), MiscCase("load_from_meta"),
+    MiscCase("load_assign_parameter"),
+    *(MiscCase(f"buffer_override{kind}") for kind in ("_true", "_false", "_persistent_true", "_persistent_false")
+      if HAS_BUFFER)]
 
 
 @pytest.mark.rules(reg.INIT_ARGS, reg.CALL_NO_FORWARD, state_ref.EXTRA_STATE_BASE, state_ref.LOAD_NON_MAPPING,
-                   trav.STATE_DICT_POST_HOOK_RETURN, convert_ref.CONVERT_TYPE, state_ref.LOAD_POST_HOOKS)
-@pytest.mark.parametrize("kind", MISC_KINDS)
-def test_misc_calls(conform, device, kind):
-    conform.check(MiscCase(kind), ref.misc_expectations(MiscCase(kind)), run=run_misc)
+                   trav.STATE_DICT_POST_HOOK_RETURN, convert_ref.CONVERT_TYPE, state_ref.LOAD_POST_HOOKS,
+                   convert_ref.CONVERT_MEMORY_FORMAT, reg.REGISTER_NON_LEAF, reg.BUFFER_OVERRIDE,
+                   hooks_ref.BACKWARD_HOOK_FIRES, state_ref.LOAD_META, state_ref.LOAD_ASSIGN)
+@pytest.mark.parametrize("case", MISC_CASES, ids=lambda case: case.kind + ("_5d" if len(case.entries) == 2 else ""))
+def test_misc_calls(conform, device, case):
+    conform.check(case, ref.misc_expectations(case, device), run=run_misc)

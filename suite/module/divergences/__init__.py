@@ -9,6 +9,7 @@ Every range is measured: the entry's repro, run on each release of the matrix (2
 from the first release of its range on and still on 2.15.0 (so no upper bound).  Below a range the repro needs
 an API the release lacks: nn.Buffer (new in 2.5), register_module_forward_hook(with_kwargs=) (new in 2.6).
 """
-from suite.module.divergences import containers, hooks, load, tree
+from suite.module.divergences import containers, hooks, load, single, tree
 
-DIVERGENCES = [*tree.DIVERGENCES, *load.DIVERGENCES, *hooks.DIVERGENCES, *containers.DIVERGENCES]
+DIVERGENCES = [*tree.DIVERGENCES, *load.DIVERGENCES, *hooks.DIVERGENCES, *containers.DIVERGENCES,
+               *single.DIVERGENCES]

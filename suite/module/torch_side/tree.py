@@ -4,6 +4,9 @@ before Module.__init__, extra_repr layout, registration hooks that return replac
 """
 from __future__ import annotations
 
+import math
+import warnings
+
 import torch
 
 from conform.outcome import Raised
@@ -345,9 +348,95 @@ class _Mixin:
         self.received = (args, kwargs)
 
 
+def _first_warning(record) -> Raised | None:
+    """The first warning caught, as an outcome (its category name and message), or None."""
+    return Raised.from_exception(record[0].message) if record else None
+
+
+def _memory_format(case: MiscCase, device: str) -> dict:
+    """Module.to(memory_format=torch.channels_last): strides after, values kept, parameters the same objects."""
+    m = _Plain()
+    before = {}
+    for i, (kind, name, shape, dtype) in enumerate(case.entries):
+        t = (torch.arange(i, i + math.prod(shape)).reshape(shape) % 7).to(getattr(torch, dtype)).to(device)
+        if kind == "param":
+            setattr(m, name, torch.nn.Parameter(t, requires_grad=t.is_floating_point()))
+        else:
+            m.register_buffer(name, t)
+        before[name] = (getattr(m, name), t.detach().clone())
+    m.to(memory_format=torch.channels_last)
+    after = [(getattr(m, name), before[name]) for _, name, _, _ in case.entries]
+    return {"strides": [t.stride() for t, _ in after], "kept": [bool(torch.equal(t, old)) for t, (_, old) in after],
+            "same": [t is obj or kind == "buffer" for (t, (obj, _)), (kind, *_) in zip(after, case.entries)]}
+
+
+def _non_leaf_parameter(device: str) -> torch.nn.Parameter:
+    p = torch.nn.Parameter(torch.zeros(2, device=device), requires_grad=False)
+    p.copy_(torch.ones(2, device=device, requires_grad=True))  # in place from a tensor requiring grad: a grad_fn
+    return p
+
+
+def _buffer_override(case: MiscCase, device: str):
+    received = []
+
+    class Custom(torch.nn.Module):
+        if "_persistent_" in case.kind:
+            def register_buffer(self, name, tensor, persistent=True):
+                received.append((persistent,))
+                return super().register_buffer(name, tensor, persistent)
+        else:
+            def register_buffer(self, name, tensor):  # the pre-persistent signature
+                received.append(())
+                return super().register_buffer(name, tensor)
+
+    m = Custom()
+    m.b = torch.nn.Buffer(torch.zeros(1, device=device), persistent=case.kind.endswith("_true"))
+    return received[0], list(m.state_dict())
+
+
+def _backward_hook_dict(device: str) -> dict:
+    class Dict(torch.nn.Module):
+        def forward(self, x):
+            return {"y": x * 2}
+
+    m, calls = Dict(), []
+    m.register_full_backward_hook(lambda module, grad_input, grad_output: calls.append(1))
+    x = torch.ones(2, device=device, requires_grad=True)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        out = m(x)
+    out["y"].sum().backward()
+    return {"calls": len(calls), "grad": x.grad.detach().cpu().double().numpy(), "warning": _first_warning(record)}
+
+
+def _load_single(case: MiscCase, device: str) -> dict:
+    m = _Plain()
+    m.w = torch.nn.Parameter(torch.zeros(2, device="meta" if "into_meta" in case.kind else device))
+    value = torch.ones(2, device="meta" if case.kind == "load_from_meta" else device)
+    if case.kind == "load_assign_parameter":
+        value = torch.nn.Parameter(value, requires_grad=False)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        m.load_state_dict({"w": value}, assign=case.kind in ("load_into_meta_assign", "load_assign_parameter"))
+    return {"device": m.w.device.type, "values": None if m.w.is_meta else m.w.detach().cpu().double().numpy(),
+            "requires_grad": m.w.requires_grad, "warning": _first_warning(record)}
+
+
 def run_misc(case: MiscCase, device: str):
     """The outcome of the case's one call (an exception is the outcome)."""
     def call():
+        if case.kind == "to_memory_format":
+            return _memory_format(case, device)
+        if case.kind == "register_non_leaf":
+            return _Plain().register_parameter("w", _non_leaf_parameter(device))
+        if case.kind == "setattr_non_leaf":
+            return setattr(_Plain(), "w", _non_leaf_parameter(device))
+        if case.kind.startswith("buffer_override"):
+            return _buffer_override(case, device)
+        if case.kind == "backward_hook_dict":
+            return _backward_hook_dict(device)
+        if case.kind.startswith("load_") and case.kind not in ("load_non_mapping", "load_post_hook_return"):
+            return _load_single(case, device)
         if case.kind == "init_args":
             return _Plain(1)
         if case.kind == "init_kwargs":
