@@ -30,9 +30,10 @@ I_SHARD = rule("data.iterable.sharding",
 
 
 I_DATAPIPE = rule("data.iterable.datapipe_sharding",
-                  "An IterDataPipe with sharding_filter() is sharded across the DataLoader's workers: worker w of W "
-                  "yields the items at positions w, w+W, ... (every item exactly once), batched per worker and "
-                  "interleaved round-robin like any IterableDataset; without workers it yields every item.",
+                  "An IterDataPipe with sharding_filter() is sharded across the DataLoader's workers (and the ranks "
+                  "of an initialized process group): worker w of W yields the items at positions w, w+W, ... "
+                  "(every item exactly once), batched per worker and interleaved round-robin like any "
+                  "IterableDataset; without workers (and one rank) it yields every item.",
                   f"{LOADER}: _sharding_worker_init_fn, _SingleProcessDataLoaderIter.__init__ (apply_sharding); "
                   "torch/utils/data/datapipes/iter/sharding.py: ShardingFilterIterDataPipe")
 

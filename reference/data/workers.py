@@ -77,8 +77,9 @@ W_PICKLE = rule("data.workers.start_method_pickling",
                 f"{LOADER}: _MultiProcessingDataLoaderIter.__init__ (Got pickle error when attempting to start a "
                 "worker Process)")
 L_PIN = rule("data.loader.pin_memory_values",
-             "pin_memory=True changes where a batch's tensors live, not their values: the batches (and every draw) "
-             "are those of the same loader without it -- also without an accelerator, where nothing is pinned.",
+             "pin_memory=True (with or without the deprecated pin_memory_device) changes where a batch's tensors "
+             "live, not their values: the batches (and every draw) are those of the same loader without it -- also "
+             "without an accelerator, where nothing is pinned.",
              f"{LOADER}: DataLoader (pin_memory: copy Tensors into device pinned memory before returning them)")
 F_EXC = rule("data.fault.worker_exception",
              "An exception in a worker is re-raised in the main process at that batch's turn, with its original type "

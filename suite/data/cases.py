@@ -105,7 +105,9 @@ class LoaderCase:
     # "default" (no multiprocessing_context: torch.multiprocessing's default start method)
     start_method: str = "fork"
     pin_memory: bool = False
+    pin_memory_device: str = ""  # with pin_memory: the (deprecated) device argument
     datapipe: bool = False  # iterable: an IterDataPipe of range(lengths[0]) through sharding_filter() instead
+    process_group: bool = False  # run under an initialized one-rank gloo process group (world size 1, rank 0)
 
 
 # ---------------------------------------------------------------- datasets

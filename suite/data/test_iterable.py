@@ -40,6 +40,8 @@ def test_iterable_workers(conform, case):
 @example(case=LoaderCase(n=0, iterable=True, datapipe=True, lengths=(7,), num_workers=2, batch_size=2, seed=7,
                          persistent=True, epochs=2, shuffle=False, start_method="forkserver"))
 @example(case=LoaderCase(n=0, iterable=True, datapipe=True, lengths=(5,), num_workers=0, batch_size=None, seed=8))
+@example(case=LoaderCase(n=0, iterable=True, datapipe=True, lengths=(6,), num_workers=2, batch_size=2, seed=9,
+                         persistent=True, epochs=2, process_group=True))  # one rank: sharded by worker alone
 @given(case=iterable_cases(datapipe=True, shard=True, persistent=st.booleans(), epochs=st.integers(1, 2),
                            shuffle=st.sampled_from([None, False])))
 def test_datapipe_sharding(conform, case):

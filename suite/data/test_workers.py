@@ -103,6 +103,7 @@ def test_unpicklable_collate(conform, case):
 @pytest.mark.rules(ref.L_PIN)
 @VERY_FEW
 @example(case=LoaderCase(n=5, batch_size=2, pin_memory=True, shuffle=True, seed=17))
+@example(case=LoaderCase(n=3, batch_size=2, pin_memory=True, pin_memory_device="cuda", seed=19))
 @example(case=LoaderCase(n=4, batch_size=None, num_workers=1, pin_memory=True, seed=18))
 @given(case=loader_cases(workers=st.integers(0, 1), pin_memory=True))
 def test_pin_memory(conform, case):

@@ -2,6 +2,7 @@
 helpers that turn what a loader yields into plain data."""
 from __future__ import annotations
 
+import contextlib
 import gc
 import multiprocessing
 import os
@@ -160,6 +161,22 @@ def datapipe_probe(length: int):
     from torch.utils.data.datapipes.iter import IterableWrapper
 
     return IterableWrapper(range(length)).sharding_filter().map(tag_item)
+
+
+@contextlib.contextmanager
+def one_rank_group(active: bool):
+    """An initialized gloo process group of world size 1 (in-process store) while the block runs, if
+    ``active``; every group is destroyed after it (also those the DataLoader made)."""
+    if not active:
+        yield
+        return
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
 
 
 def list_collate(batch):

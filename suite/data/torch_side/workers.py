@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from conform.outcome import Raised
 from suite.data.cases import LOADER_TIMEOUT, LoaderCase
-from suite.data.torch_side.probes import (IterProbe, MapProbe, datapipe_probe, failing_init_fn, init_token_fn, leaked_shm,
+from suite.data.torch_side.probes import (IterProbe, MapProbe, datapipe_probe, failing_init_fn, one_rank_group, init_token_fn, leaked_shm,
                                           leftover_workers, list_collate, plain, shm_entries, shutdown,
                                           unpicklable_collate, worker_context)
 from suite.data.torch_side.rng import u64
@@ -36,6 +36,8 @@ def make_loader(case: LoaderCase, counter=None) -> tuple[DataLoader, torch.Gener
     init = failing_init_fn if case.init_fail >= 0 else (init_token_fn if case.init_fn else None)
     kwargs = dict(batch_size=case.batch_size, drop_last=case.drop_last, num_workers=case.num_workers,
                   generator=g, worker_init_fn=init, pin_memory=case.pin_memory)
+    if case.pin_memory_device:
+        kwargs["pin_memory_device"] = case.pin_memory_device
     if not case.iterable or case.datapipe:  # (a DataPipe's Shufflers are set by shuffle; it has none)
         kwargs["shuffle"] = case.shuffle
     if case.collate == "list" or (case.iterable and case.batch_size is not None):
@@ -124,7 +126,8 @@ def run_loader(case: LoaderCase, device: str) -> dict:
     "unordered_workers" (per epoch the worker of each batch); for an iterable probe "info" (the
     get_worker_info() fields every item saw).  The run is also kept in LAST_RUN (see replay_loader)."""
     before, pids = shm_entries(), []
-    epochs, next_draw = _iterate(case, pids)
+    with one_rank_group(case.process_group):
+        epochs, next_draw = _iterate(case, pids)
     out = {"epochs": epochs, "next": next_draw, "leftover": leftover_workers(), "leaked_shm": leaked_shm(before, pids)}
     if case.iterable:
         out["info"] = [(r[1], r[2]) for batches in epochs for b in batches if not isinstance(b, Raised)
