@@ -106,7 +106,8 @@ class LoaderCase:
     start_method: str = "fork"
     pin_memory: bool = False
     pin_memory_device: str = ""  # with pin_memory: the (deprecated) device argument
-    datapipe: bool = False  # iterable: an IterDataPipe of range(lengths[0]) through sharding_filter() instead
+    # iterable: an IterDataPipe of range(lengths[0]) through sharding_filter(); map-style: the probe in a MapDataPipe
+    datapipe: bool = False
     process_group: bool = False  # run under an initialized one-rank gloo process group (world size 1, rank 0)
 
 

@@ -179,6 +179,14 @@ def one_rank_group(active: bool):
         dist.destroy_process_group()
 
 
+def map_datapipe_probe(probe):
+    """A MapDataPipe over a map-style probe (SequenceWrapper): the DataLoader treats it as a map-style
+    dataset, with its DataPipe wrapping and sharding hooks on the way."""
+    from torch.utils.data.datapipes.map import SequenceWrapper
+
+    return SequenceWrapper(probe, deepcopy=False)
+
+
 def list_collate(batch):
     """Custom collate: the batch as a list, plus the worker that collated it."""
     info = get_worker_info()

@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader
 
 from conform.outcome import Raised
 from suite.data.cases import LOADER_TIMEOUT, LoaderCase
-from suite.data.torch_side.probes import (IterProbe, MapProbe, datapipe_probe, failing_init_fn, one_rank_group, init_token_fn, leaked_shm,
+from suite.data.torch_side.probes import (IterProbe, MapProbe, datapipe_probe, failing_init_fn, map_datapipe_probe,
+                                          one_rank_group, init_token_fn, leaked_shm,
                                           leftover_workers, list_collate, plain, shm_entries, shutdown,
                                           unpicklable_collate, worker_context)
 from suite.data.torch_side.rng import u64
@@ -27,10 +28,9 @@ def make_loader(case: LoaderCase, counter=None) -> tuple[DataLoader, torch.Gener
     random.seed(case.seed)
     np.random.seed(case.seed % 2**32)
     g = torch.Generator().manual_seed(case.seed) if case.use_generator else None
+    ds = IterProbe(case.lengths, case.shard) if case.iterable else MapProbe(case.n, case.fault, counter)
     if case.datapipe:
-        ds = datapipe_probe(case.lengths[0])
-    else:
-        ds = IterProbe(case.lengths, case.shard) if case.iterable else MapProbe(case.n, case.fault, counter)
+        ds = datapipe_probe(case.lengths[0]) if case.iterable else map_datapipe_probe(ds)
     if case.init_fail >= 0:
         ds.init_fail = case.init_fail
     init = failing_init_fn if case.init_fail >= 0 else (init_token_fn if case.init_fn else None)
