@@ -7,10 +7,13 @@ from hypothesis import strategies as st
 from suite.data.cases import (LOADER_TIMEOUT, NO_TIMEOUT, CollateCase, DatasetCase, LoaderArgsCase, LoaderAttrCase,
                               LoaderCase, RngCase, SamplerCase)
 
-# How workers start.  fork stays the common draw: a spawn worker imports torch afresh (seconds on a
-# loaded 2-core machine), and each test pins its spawn and forkserver coverage with explicit examples.
-# "default" passes no multiprocessing_context (torch.multiprocessing's default start method).
-START_METHODS = ("fork",) * 8 + ("default", "forkserver", "forkserver", "spawn")
+# How workers start.  fork stays the common draw and spawn the rarest: a spawned worker imports torch
+# afresh and exits through a full interpreter shutdown (5-10 s an example on a loaded 2-core machine), so
+# the tests pin spawn with explicit examples where the start method could matter most (the seeding and
+# worker_init_fn of every worker, iterable sharding with persistent workers, a worker exception, pickling,
+# collation in a worker) and forkserver (preloaded: cheap) in every test.  "default" passes no
+# multiprocessing_context (torch.multiprocessing's default start method).
+START_METHODS = ("fork",) * 12 + ("default", "default", "forkserver", "forkserver", "forkserver", "spawn")
 start_methods = st.sampled_from(START_METHODS)
 
 seeds = st.integers(0, 2**64 - 1)
