@@ -278,3 +278,24 @@ def test_legacy_state_dict_loads():
     inst = dict(base, kind="InstanceNorm1d", track=False, with_running=True)
     assert state.load_outcome(SimpleNamespace(**inst, version=None), inputs).message.startswith("Unexpected running")
     assert state.load_outcome(SimpleNamespace(**{**inst, "strict": False}, version=1), inputs) == {}
+
+
+def test_lazy_defaults_follow_the_eager_twins():
+    """LazyInstanceNorm's documented defaults are InstanceNorm's (nothing materialized), LazyBatchNorm's
+    BatchNorm's (everything of num_features entries)."""
+    inst = batchnorm.defaults(SimpleNamespace(kind="LazyInstanceNorm2d", num_features=4))
+    assert (inst["affine"], inst["track_running_stats"], inst["has_bias"]) == (False, False, False)
+    assert set(inst["after_first_call"].values()) == {None}
+    bn = batchnorm.defaults(SimpleNamespace(kind="LazyBatchNorm3d", num_features=4))
+    assert (bn["affine"], bn["track_running_stats"]) == (True, True)
+    assert all(v == [4] for v in bn["after_first_call"].values())
+    assert "after_first_call" not in batchnorm.defaults(SimpleNamespace(kind="InstanceNorm2d", num_features=4))
+
+
+@pytest.mark.parametrize("ndim", [0, 1])
+def test_lazy_low_rank_is_the_documented_rank_error(ndim):
+    case = SimpleNamespace(kind="LazyBatchNorm1d", shape=(3,) * ndim, num_features=2, eps=1e-5, affine=True,
+                           bias=True, track=True, training=True, nbt_before=0, momentum=0.1, dtype="float64")
+    out = batchnorm.rank_expectations(case, {"x": np.zeros((3,) * ndim), "weight": np.ones(2), "bias": np.zeros(2),
+                                             "running_mean": np.zeros(2), "running_var": np.ones(2)})[0].expected
+    assert out == Raised("ValueError", rf"^expected 2D or 3D input \(got {ndim}D input\)$")

@@ -35,15 +35,23 @@ CONSTRUCT_DEFAULTS = rule(
     "Documented constructor defaults: BatchNorm{1,2,3}d and SyncBatchNorm eps=1e-5, momentum=0.1, affine=True, "
     "track_running_stats=True; InstanceNorm{1,2,3}d eps=1e-5, momentum=0.1, affine=False, "
     "track_running_stats=False; GroupNorm eps=1e-5, affine=True; LayerNorm eps=1e-5, elementwise_affine=True; "
-    "bias=True wherever the keyword exists.",
-    "BatchNorm1d, SyncBatchNorm, InstanceNorm1d, GroupNorm, LayerNorm docstrings (signatures)")
+    "bias=True wherever the keyword exists. The Lazy forms have their eager twin's defaults: "
+    "LazyBatchNorm{1,2,3}d affine=True, track_running_stats=True (after the first call weight, bias and running "
+    "stats of input.size(1) entries), LazyInstanceNorm{1,2,3}d affine=False, track_running_stats=False (after the "
+    "first call no weight, bias or running stats).",
+    "BatchNorm1d, SyncBatchNorm, InstanceNorm1d, GroupNorm, LayerNorm docstrings (signatures); "
+    "LazyBatchNorm1d/2d/3d docstrings (affine, track_running_stats: Default: True); torch/nn/modules/instancenorm.py: "
+    "LazyInstanceNorm1d/2d/3d docstrings (affine, track_running_stats: Default: False; "
+    "docs.pytorch.org/docs/stable/generated/torch.nn.LazyInstanceNorm1d.html)")
 
 # ---- input checks ----------------------------------------------------------------------
 INPUT_RANK = rule(
     "norm.input.rank",
     "BatchNorm1d accepts 2D/3D, BatchNorm2d 4D, BatchNorm3d 5D input, SyncBatchNorm at least 2D; anything else "
-    "raises ValueError 'expected ... input (got kD input)' before any state changes.",
-    f"{BATCHNORM_PY}: BatchNorm1d/2d/3d._check_input_dim, SyncBatchNorm._check_input_dim")
+    "raises ValueError 'expected ... input (got kD input)' before any state changes; LazyBatchNorm{1,2,3}d "
+    "accepts and refuses what BatchNorm{1,2,3}d does, on its first call too (also a 0D or 1D input).",
+    f"{BATCHNORM_PY}: BatchNorm1d/2d/3d._check_input_dim, SyncBatchNorm._check_input_dim; LazyBatchNorm1d/2d/3d "
+    "docstrings (a BatchNorm{k}d with lazy initialization) and _check_input_dim")
 INPUT_CHANNELS = rule(
     "norm.input.channels",
     "input.shape[1] must equal num_features when the module holds per-channel tensors (weight or running "
@@ -256,9 +264,13 @@ def defaults(case) -> dict:
         return {"eps": 1e-5, "elementwise_affine": True, "has_bias": True}
     if kind == "GroupNorm":
         return {"eps": 1e-5, "affine": True, "has_bias": True}
-    instance = kind.startswith("InstanceNorm")
-    return {"eps": 1e-5, "momentum": 0.1, "affine": not instance, "track_running_stats": not instance,
-            "has_bias": not instance}
+    instance = base_kind(kind).startswith("InstanceNorm")
+    out = {"eps": 1e-5, "momentum": 0.1, "affine": not instance, "track_running_stats": not instance,
+           "has_bias": not instance}
+    if kind.startswith("Lazy"):  # what the first call of a (N, num_features, *) input materializes
+        shape = None if instance else [case.num_features]
+        out["after_first_call"] = {name: shape for name in ("weight", "bias", "running_mean", "running_var")}
+    return out
 
 
 # =========================================================================================

@@ -13,8 +13,9 @@ import numpy as np
 from conform.outcome import Raised
 from reference.norm import batchnorm, lazy, lrn, other_norms, running, syncbn
 from suite.divergences import Divergence
-from suite.norm.cases import (BNCase, BNSeqCase, LRNCase, OtherNormCase, SeqStep, SyncCase, make_bn_inputs,
-                              make_lrn_inputs, make_other_inputs, make_seq_inputs, make_sync_inputs)
+from suite.norm.cases import (BNCase, BNSeqCase, DefaultsCase, LRNCase, OtherNormCase, SeqStep, SyncCase,
+                              make_bn_inputs, make_lrn_inputs, make_other_inputs, make_seq_inputs, make_sync_inputs)
+from suite.norm.torch_side.batchnorm import run_defaults
 from suite.norm.torch_side.lazy import run_lazy
 from suite.norm.torch_side.lrn import run_lrn
 from suite.norm.torch_side.running_stats import run_seq_step
@@ -67,6 +68,29 @@ def lazy_no_params(case: BNCase | OtherNormCase) -> bool:
         x = make_other_inputs(case)["x"]
         return other_norms.instance_checks(case, x)[0] is None
     return True
+
+
+def lazy_low_rank(case: BNCase | OtherNormCase) -> bool:
+    """A Lazy module with an uninitialized parameter or buffer (affine or track_running_stats) whose first call
+    gets a 0D or 1D input (an unbatched OtherNormCase passes its first sample)."""
+    if not (case.kind.startswith("Lazy") and (case.affine or case.track)):
+        return False
+    ndim = len(case.shape) - (0 if getattr(case, "batched", True) else 1)
+    return ndim < 2
+
+
+def lazy_rank_expect(case: BNCase | OtherNormCase, device: str):
+    if isinstance(case, OtherNormCase):
+        return other_norms.expectations(case, make_other_inputs(case))
+    return batchnorm.rank_expectations(case, make_bn_inputs(case))
+
+
+def lazy_instance_torch_defaults(case: DefaultsCase, expected: dict) -> dict:
+    """_LazyNormBase.__init__'s defaults (affine=True, track_running_stats=True): a bias, and after the first call
+    weight, bias and running stats of num_features entries."""
+    return {**expected, "affine": True, "track_running_stats": True, "has_bias": True,
+            "after_first_call": {name: [case.num_features]
+                                 for name in ("weight", "bias", "running_mean", "running_var")}}
 
 
 # float16/bfloat16 SyncBatchNorm (CUDA only)
@@ -281,6 +305,46 @@ DIVERGENCES = [
         repro=BNCase(kind="LazyBatchNorm1d", shape=(4, 3), num_features=3, affine=False, track=False),
         expect=lambda case, device: lazy.expectations(case, make_bn_inputs(case)),
         run=run_lazy),
+    Divergence(
+        id="norm-lazy-low-rank-index-error",
+        rule=batchnorm.INPUT_RANK,
+        also_rules=(other_norms.INSTANCE_RANK,),
+        torch=">=2.4",  # PLACEHOLDER: 2.13.0 measured; the release matrix sets the range
+        reason="a Lazy{Batch,Instance}Norm{1,2,3}d with affine=True or track_running_stats=True given a 0D or 1D "
+               "input on its first call raises IndexError ('tuple index out of range') instead of the rank check's "
+               "documented ValueError: the lazy initialization reads input.shape[1] before _check_input_dim runs "
+               "(without parameters or stats nothing is initialized and the ValueError comes as documented)",
+        evidence="torch/nn/modules/batchnorm.py: _LazyNormBase.initialize_parameters sets num_features = "
+                 "input.shape[1] in the forward pre-hook, before forward's _check_input_dim; on 2.13.0 "
+                 "LazyBatchNorm1d()(torch.randn(3)) and LazyInstanceNorm2d()(torch.randn(())) raise IndexError, "
+                 "LazyBatchNorm1d(affine=False, track_running_stats=False)(torch.randn(3)) raises 'expected 2D or "
+                 "3D input (got 1D input)'; every kind x ranks 0..5 measured: only ranks 0 and 1 differ",
+        case_type=(BNCase, OtherNormCase),
+        when=lazy_low_rank,
+        torch_does=lambda case, expected: Raised("IndexError", r"tuple index out of range"),
+        repro=BNCase(kind="LazyBatchNorm1d", shape=(3,), num_features=2),
+        expect=lazy_rank_expect,
+        run=run_lazy),
+    Divergence(
+        id="norm-lazy-instance-defaults-affine-tracked",
+        rule=batchnorm.CONSTRUCT_DEFAULTS,
+        torch=">=2.4",  # PLACEHOLDER: 2.13.0 measured; the release matrix sets the range
+        reason="LazyInstanceNorm{1,2,3}d() defaults to affine=True and track_running_stats=True (so it gets a bias, "
+               "and after its first call weight, bias and running stats) although its docstring documents both as "
+               "False, like InstanceNorm{1,2,3}d's",
+        evidence="torch/nn/modules/instancenorm.py: LazyInstanceNorm1d/2d/3d define no __init__ and inherit "
+                 "batchnorm.py _LazyNormBase.__init__(eps=1e-5, momentum=0.1, affine=True, "
+                 "track_running_stats=True), written for LazyBatchNorm, while their docstrings say 'Default: "
+                 "``False``' for both (the same in the 2.4.1 ... 2.15.0 sources of the uv cache: the defaults were "
+                 "inherited, never chosen, when LazyInstanceNorm joined _LazyNormBase, pytorch/pytorch#60982); "
+                 "inspect.signature(torch.nn.LazyInstanceNorm2d) on 2.13.0 shows affine=True, "
+                 "track_running_stats=True",
+        case_type=DefaultsCase,
+        when=lambda case: case.kind.startswith("LazyInstanceNorm"),
+        torch_does=lazy_instance_torch_defaults,
+        repro=DefaultsCase(kind="LazyInstanceNorm1d", num_features=2),
+        expect=lambda case, device: batchnorm.defaults_expectations(case),
+        run=run_defaults),
     Divergence(
         id="norm-sync-half-untracked-counts-dtype",
         rule=syncbn.SYNC_CUDA_MODULE,

@@ -73,7 +73,9 @@ def seq_cases(draw, device: str = "cpu") -> BNSeqCase:
 def defaults_cases() -> st.SearchStrategy[DefaultsCase]:
     return st.builds(DefaultsCase, kind=st.sampled_from(["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm",
                                                          "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d",
-                                                         "GroupNorm", "LayerNorm"]),
+                                                         "GroupNorm", "LayerNorm", "LazyBatchNorm1d",
+                                                         "LazyBatchNorm2d", "LazyBatchNorm3d", "LazyInstanceNorm1d",
+                                                         "LazyInstanceNorm2d", "LazyInstanceNorm3d"]),
                      num_features=st.integers(1, 5))
 
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from conform.outcome import Raised
 from reference.norm import other_norms as ref
-from suite.norm.cases import make_other_inputs
+from suite.norm.cases import OtherNormCase, make_other_inputs
 from suite.norm.strategies import other_norm_cases
 from suite.norm.torch_side.other_norms import run_other_norm
 
@@ -44,3 +44,15 @@ def test_other_norms_backward(conform, device, kinds, data):
     expects = ref.backward_expectations(case, make_other_inputs(case))
     event("error" if isinstance(expects[0].expected, Raised) else case.dtype)
     conform.check(case, expects, run=run_other_norm)
+
+
+@pytest.mark.rules(ref.INSTANCE_RANK)
+@pytest.mark.parametrize("case", [
+    OtherNormCase(kind="LazyInstanceNorm1d", shape=(2, 3), batched=False),  # a 1D (C,) input
+    OtherNormCase(kind="LazyInstanceNorm3d", shape=(2, 3), batched=False, affine=False, track=True),
+    OtherNormCase(kind="LazyInstanceNorm2d", shape=(2, 3), batched=False, affine=False)],  # no parameters: ValueError
+    ids=["1d-affine", "3d-tracked", "2d-plain"])
+def test_lazy_instance_low_rank(conform, device, case):
+    """The Lazy forms' first call on a 1D input (other_norm_cases reaches a wrong rank only above): the documented
+    ValueError of the rank check (norm-lazy-low-rank-index-error where the module has parameters or stats)."""
+    conform.check(case, ref.expectations(case, make_other_inputs(case)), run=run_other_norm)

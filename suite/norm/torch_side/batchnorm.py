@@ -2,6 +2,8 @@
 backward) of a fresh BatchNorm-like module."""
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from conform.outcome import Raised
@@ -62,6 +64,16 @@ def run_defaults(case: DefaultsCase, device: str) -> dict:
     if case.kind == "GroupNorm":
         m = torch.nn.GroupNorm(1, case.num_features, device=device)
         return {"eps": m.eps, "affine": m.affine, "has_bias": m.bias is not None}
-    m = getattr(torch.nn, case.kind)(case.num_features, device=device)
-    return {"eps": m.eps, "momentum": m.momentum, "affine": m.affine,
-            "track_running_stats": m.track_running_stats, "has_bias": m.bias is not None}
+    lazy = case.kind.startswith("Lazy")
+    cls = getattr(torch.nn, case.kind)
+    m = cls(device=device) if lazy else cls(case.num_features, device=device)
+    out = {"eps": m.eps, "momentum": m.momentum, "affine": m.affine,
+           "track_running_stats": m.track_running_stats, "has_bias": m.bias is not None}
+    if lazy:  # the first call of a (2, num_features, 2, ...) input: what it materialized
+        x = torch.linspace(-1.0, 1.0, 2 * case.num_features * 2 ** int(case.kind[-2]), device=device)
+        with warnings.catch_warnings():  # a num_features warning is another rule's (norm.instance.channels)
+            warnings.simplefilter("ignore")
+            m(x.reshape((2, case.num_features) + (2,) * int(case.kind[-2])))
+        out["after_first_call"] = {name: None if getattr(m, name, None) is None else list(getattr(m, name).shape)
+                                   for name in ("weight", "bias", "running_mean", "running_var")}
+    return out
