@@ -35,6 +35,8 @@ def test_parallel_apply_exception(conform, device, case):
 @pytest.mark.rules(ref.APPLY_LENGTHS)
 @FEW
 @given(case=S.apply_cases(lengths=True))
+# one module, two kwargs: the kwargs_tup length check alone catches it (zip(strict=True) never sees the extra one)
+@example(case=ApplyCase(scales=(1,), failures=(None,), n_kwargs=2))
 def test_parallel_apply_lengths(conform, device, case):
     conform.check(case, ref.expectations(case, apply_input), run=run_parallel_apply)
 
