@@ -227,3 +227,31 @@ def test_expectations_decide_the_rules():
 def test_timeout_message_names_the_case_timeout():
     [epochs, _, _] = workers.fault_expectations(LoaderCase(n=2, num_workers=1, fault=(0, "hang"), timeout=0.5))
     assert epochs.rule == workers.F_TIMEOUT and epochs.expected[0][0].message.endswith(r"0\.5 seconds")
+
+
+def test_timeout_without_workers_is_moot():
+    # the batches of timeout=0, whatever the timeout: sequential items, the last batch short unless drop_last
+    for timeout in (0.0, 5.0):
+        assert loader.loader_batches(LoaderArgsCase(iterable=False, n=5, batch_size=2, timeout=timeout)) == [
+            [0, 1], [2, 3], [4]]
+    assert loader.loader_batches(LoaderArgsCase(iterable=True, n=5, batch_size=2, drop_last=True)) == [[0, 1], [2, 3]]
+    assert loader.loader_batches(LoaderArgsCase(iterable=False, n=3, batch_size=None)) == [0, 1, 2]
+    assert loader.loader_batches(LoaderArgsCase(iterable=False, n=0)) == []
+    (expect,) = loader.timeout_expectations(LoaderArgsCase(iterable=False, n=2, timeout=1.0))
+    assert expect.rule == loader.L_TIMEOUT_MOOT and expect.expected == [[0], [1]]
+
+
+def test_datapipe_shuffle_properties():
+    def expected(n, epochs):
+        case = LoaderCase(n=0, iterable=True, datapipe=True, shuffle=True, lengths=(n,), epochs=epochs)
+        (expect,) = iterable.datapipe_shuffle_expectations(case)
+        assert expect.rule == iterable.I_DP_SHUFFLE
+        return expect.expected
+
+    # from 12 items: every item once an epoch, some epoch out of input order, the epochs not all alike
+    assert expected(12, 2) == {"items": [list(range(12))] * 2, "reordered": True, "reshuffled": True}
+    assert expected(12, 1)["reshuffled"] is False  # one epoch has one order
+    # fewer items: the order is left open (a uniform shuffle of 8 repeats an order 1 time in 8! = 40320)
+    small = expected(8, 3)
+    assert small["items"] == [list(range(8))] * 3
+    assert small["reordered"] == OneOf(True, False) and small["reshuffled"] == OneOf(True, False)

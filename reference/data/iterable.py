@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from conform.expect import Expect
+from conform.outcome import OneOf
 from conform.rules import rule
 from reference.data.rng import DOC, LOADER, WORKER, MT, global_seed
 from reference.data.workers import S_BASE, clean_shutdown
@@ -36,6 +37,24 @@ I_DATAPIPE = rule("data.iterable.datapipe_sharding",
                   "IterableDataset; without workers (and one rank) it yields every item.",
                   f"{LOADER}: _sharding_worker_init_fn, _SingleProcessDataLoaderIter.__init__ (apply_sharding); "
                   "torch/utils/data/datapipes/iter/sharding.py: ShardingFilterIterDataPipe")
+
+
+# From this many items on an order check cannot raise a false alarm in practice: a uniform shuffle of n items
+# repeats a given order with probability 1/n! (1/12! ~ 2e-9 an epoch, against ~2.5e-5 for 8 items, which a
+# fuzz run of thousands of examples could hit)
+SHUFFLE_CHECKED_ITEMS = 12
+
+I_DP_SHUFFLE = rule("data.iterable.datapipe_shuffle",
+                    "DataLoader(shuffle=True) over an IterDataPipe reshuffles the data at every epoch, adding a "
+                    "Shuffler at the end of a graph that has none: every epoch yields each item exactly once, and "
+                    f"for >= {SHUFFLE_CHECKED_ITEMS} items (a uniform shuffle keeps a given order with probability "
+                    f"1/{SHUFFLE_CHECKED_ITEMS}! an epoch) not every epoch comes in input order, nor, over several "
+                    "epochs, every epoch in one order.  The order itself is left unspecified (the Shuffler's seed "
+                    "is drawn from the loader's generator by undocumented means), so only these properties are "
+                    "checked, from a seeded generator (deterministic for a given build).",
+                    f"{DOC}#torch.utils.data.DataLoader (shuffle: 'set to True to have the data reshuffled at every "
+                    "epoch'); torch/utils/data/graph_settings.py: apply_shuffle_settings (\"`shuffle=True` was set, "
+                    "but the datapipe does not contain a `Shuffler`. Adding one at the end.\")")
 
 
 def iterable_outcome(case) -> dict:
@@ -119,3 +138,15 @@ def _without_fields(batch):
     if isinstance(batch, dict):
         return {**batch, "samples": [[k, w, None] for k, w, _ in batch["samples"]]}
     return [[k, w, None] for k, w, _ in batch]
+
+
+def datapipe_shuffle_expectations(case) -> list[Expect]:
+    """A DataPipe probe loaded with shuffle=True and drop_last=False (so every item is yielded): the
+    shuffle's checkable properties, see I_DP_SHUFFLE; below SHUFFLE_CHECKED_ITEMS items the order is
+    left open."""
+    n = case.lengths[0]
+    checked = n >= SHUFFLE_CHECKED_ITEMS
+    expected = {"items": [list(range(n))] * case.epochs,
+                "reordered": True if checked else OneOf(True, False),
+                "reshuffled": False if case.epochs == 1 else (True if checked else OneOf(True, False))}
+    return [Expect(I_DP_SHUFFLE, expected)]

@@ -12,6 +12,12 @@ from reference.data.rng import DOC, LOADER
 L_WORKERS = rule("data.loader.num_workers_negative", "num_workers < 0 raises ValueError (checked first).",
                  f"{LOADER}: DataLoader.__init__")
 L_TIMEOUT = rule("data.loader.timeout_negative", "timeout < 0 raises ValueError.", f"{LOADER}: DataLoader.__init__")
+L_TIMEOUT_MOOT = rule("data.loader.timeout_without_workers",
+                      "timeout bounds only the collection of a batch from workers: with num_workers=0 any "
+                      "non-negative timeout is accepted and moot -- the loader yields the batches it yields with "
+                      "timeout=0 (nothing documents a refusal).",
+                      f"{DOC}#torch.utils.data.DataLoader (timeout: 'if positive, the timeout value for collecting "
+                      "a batch from workers. Should always be non-negative.')")
 L_PREFETCH = rule("data.loader.prefetch_without_workers",
                   "prefetch_factor with num_workers=0 raises ValueError; with workers it defaults to 2.",
                   f"{LOADER}: DataLoader.__init__")
@@ -200,3 +206,18 @@ def iterable_len_warning_outcome(case) -> dict:
     length = case.declared_len if bs is None else (case.declared_len // bs if case.drop_last else -(-case.declared_len // bs))
     produced = case.n if bs is None else (case.n // bs if case.drop_last else -(-case.n // bs))
     return {"len": length, "warned_at": list(range(length + 1, produced + 1))}
+
+
+def timeout_expectations(case) -> list[Expect]:
+    """A valid LoaderArgsCase without workers, loaded for one epoch: its batches, whatever its timeout."""
+    return [Expect(L_TIMEOUT_MOOT, loader_batches(case))]
+
+
+def loader_batches(case) -> list:
+    """Every batch of one epoch of a valid LoaderArgsCase over the items 0..n-1 in order (no shuffle, no
+    sampler): single items without batching, else lists of batch_size (the last one short unless drop_last)."""
+    items = list(range(case.n))
+    if case.batch_size is None:
+        return items
+    batches = [items[i:i + case.batch_size] for i in range(0, len(items), case.batch_size)]
+    return [b for b in batches if len(b) == case.batch_size or not case.drop_last]

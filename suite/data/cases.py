@@ -108,6 +108,7 @@ class LoaderCase:
     pin_memory_device: str = ""  # with pin_memory: the (deprecated) device argument
     # iterable: an IterDataPipe of range(lengths[0]) through sharding_filter(); map-style: the probe in a MapDataPipe
     datapipe: bool = False
+    shuffler: bool = False  # an iterable DataPipe: with a Shuffler (.shuffle()) at the end of its graph
     process_group: bool = False  # run under an initialized one-rank gloo process group (world size 1, rank 0)
 
 

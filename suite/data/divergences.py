@@ -13,16 +13,18 @@ import torch
 from conform.outcome import OneOf, Raised
 from reference.data import collate as collate_ref
 from reference.data import datasets as datasets_ref
+from reference.data import iterable as iterable_ref
 from reference.data import loader as loader_ref
 from reference.data import samplers as samplers_ref
 from reference.data.rng import global_seed
 from reference.versions import since
-from suite.data.cases import CollateCase, DatasetCase, LoaderArgsCase, SamplerCase, make_batch
+from suite.data.cases import CollateCase, DatasetCase, LoaderArgsCase, LoaderCase, SamplerCase, make_batch
 from suite.data.torch_side.collate import run_collate
 from suite.data.torch_side.datasets import run_dataset
-from suite.data.torch_side.loader import run_iterable_len_warning, run_loader_args
+from suite.data.torch_side.loader import run_iterable_len_warning, run_loader_args, run_loader_batches
 from suite.data.torch_side.rng import u64
 from suite.data.torch_side.samplers import run_sampler
+from suite.data.torch_side.workers import run_datapipe_shuffle
 from suite.divergences import Divergence
 
 # One family per Case type: the reference's expectations and the torch-side runner the area's tests use.
@@ -32,6 +34,10 @@ _loader_args_entry = functools.partial(Divergence, case_type=LoaderArgsCase, run
                                        expect=lambda case, device: loader_ref.expectations(case))
 _len_warning_entry = functools.partial(Divergence, case_type=LoaderArgsCase, run=run_iterable_len_warning,
                                        expect=lambda case, device: loader_ref.len_warning_expectations(case))
+_timeout_entry = functools.partial(Divergence, case_type=LoaderArgsCase, run=run_loader_batches,
+                                   expect=lambda case, device: loader_ref.timeout_expectations(case))
+_datapipe_shuffle_entry = functools.partial(Divergence, case_type=LoaderCase, run=run_datapipe_shuffle,
+                                            expect=lambda case, device: iterable_ref.datapipe_shuffle_expectations(case))
 _collate_entry = functools.partial(Divergence, case_type=CollateCase, run=run_collate,
                                    expect=lambda case, device: collate_ref.expectations(case, make_batch(case, device)))
 _dataset_entry = functools.partial(Divergence, case_type=DatasetCase, run=run_dataset,
@@ -174,6 +180,26 @@ def _batched_len_warning_torch(case, expected):
     return {"len": expected["len"], "warned_at": list(range(case.declared_len + 1, produced + 1))}
 
 
+def _timeout_without_workers(case) -> bool:
+    return case.num_workers == 0 and case.timeout > 0 and loader_ref.construction_error(case) is None
+
+
+def _timeout_assertion(case, expected):
+    # a bare `assert self._timeout == 0` (empty message) up to torch 2.9, an explicit AssertionError with a
+    # message from 2.10 (read in dataloader.py of 2.4.1, 2.5.1, 2.6.0, 2.7.1, 2.8.0, 2.9.1 and of 2.10.0 .. 2.15.0)
+    return Raised("AssertionError", r"_SingleProcessDataLoaderIter requires timeout == 0" if since("2.10") else r"^$")
+
+
+def _datapipe_shuffler_dropped(case) -> bool:
+    return (case.iterable and case.datapipe and case.shuffle is True and not case.shuffler
+            and case.lengths[0] >= iterable_ref.SHUFFLE_CHECKED_ITEMS)
+
+
+def _datapipe_input_order(case, expected):
+    # every epoch is the DataPipe's own order: all items, each epoch in input order, no epoch reshuffled
+    return {"items": expected["items"], "reordered": False, "reshuffled": False}
+
+
 DIVERGENCES = [
     _sampler_entry(
         id="data-weighted-zero-weight-drawn",
@@ -249,6 +275,46 @@ DIVERGENCES = [
         torch_does=lambda case, expected: Raised("ValueError", r"num_samples should be a positive integer value, "
                                                                r"but got num_samples=0"),
         repro=LoaderArgsCase(iterable=False, n=0, shuffle=True),
+    ),
+    _timeout_entry(
+        id="data-timeout-without-workers-asserts",
+        rule=loader_ref.L_TIMEOUT_MOOT,
+        torch=">=2.4",
+        reason="DataLoader(num_workers=0, timeout>0) is accepted at construction (only timeout < 0 is refused) and "
+               "then iter() fails an internal assertion of _SingleProcessDataLoaderIter (AssertionError, empty up to "
+               "2.9, '_SingleProcessDataLoaderIter requires timeout == 0' from 2.10) instead of loading: the "
+               "documented timeout bounds only the collection of a batch from workers and is refused nowhere",
+        evidence="torch/utils/data/dataloader.py (2.13.0): DataLoader.__init__ checks only `timeout < 0` (line 284) "
+                 "and stores it (305); _SingleProcessDataLoaderIter.__init__ `if self._timeout != 0: raise "
+                 "AssertionError(...)` (760-761; `assert self._timeout == 0` in 2.4.1 .. 2.9.1), while the "
+                 "multi-process iterator reads it only to bound a get from its workers (_next_data/_get_data, "
+                 "`if self._timeout > 0`, 1444); the worker-only options prefetch_factor, persistent_workers and "
+                 "multiprocessing_context are refused at construction with ValueError, timeout is not; "
+                 "https://github.com/pytorch/pytorch/issues/106634 (open: the reporter expected the timeout to be "
+                 "ignored without workers)",
+        when=_timeout_without_workers,
+        torch_does=_timeout_assertion,
+        repro=LoaderArgsCase(iterable=False, n=4, timeout=5.0),
+    ),
+    _datapipe_shuffle_entry(
+        id="data-datapipe-shuffle-added-shuffler-dropped",
+        rule=iterable_ref.I_DP_SHUFFLE,
+        torch=">=2.4",
+        reason="DataLoader(an IterDataPipe without a Shuffler, shuffle=True) warns '`shuffle=True` was set, but the "
+               "datapipe does not contain a `Shuffler`. Adding one at the end.' and then yields every epoch in the "
+               "DataPipe's input order: the Shuffler apply_shuffle_settings adds is bound to DataLoader.__init__'s "
+               "local `dataset` after self.dataset was stored, and never reaches the iterators (a graph that has "
+               "a Shuffler is set in place and is shuffled)",
+        evidence="torch/utils/data/dataloader.py (2.13.0): DataLoader.__init__ `self.dataset = dataset` (line 300) "
+                 "and its _IterDataPipeSerializationWrapper (312-313), then `dataset = torch.utils.data."
+                 "graph_settings.apply_shuffle_settings(dataset, shuffle=shuffle)` (349-352), never assigned to "
+                 "self.dataset; torch/utils/data/graph_settings.py apply_shuffle_settings: the warning (115), "
+                 "`datapipe = datapipe.shuffle()` (120), `return datapipe` (128); the same lines in 2.4.1 "
+                 "(dataloader.py 257, 269, 306) .. 2.15.0",
+        when=_datapipe_shuffler_dropped,
+        torch_does=_datapipe_input_order,
+        repro=LoaderCase(n=0, iterable=True, datapipe=True, shuffle=True, lengths=(12,), num_workers=0,
+                         batch_size=None, epochs=2, seed=0),
     ),
     _collate_entry(
         id="data-collate-numpy-bool-scalar",

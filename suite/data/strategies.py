@@ -91,6 +91,15 @@ def loader_args_cases(draw):
 
 
 @st.composite
+def timeout_cases(draw):
+    """A valid loader without workers (map-style or iterable, batching drawn) with no or a positive timeout."""
+    batch_size = draw(st.sampled_from([None, 1, 2, 3]))
+    return LoaderArgsCase(iterable=draw(st.booleans()), n=draw(st.integers(0, 6)), batch_size=batch_size,
+                          drop_last=batch_size is not None and draw(st.booleans()),
+                          timeout=draw(st.sampled_from([0.0, 0.5, 5.0])))
+
+
+@st.composite
 def len_warning_cases(draw):
     """An iterable dataset yielding ``n`` items whose __len__ says ``declared_len``."""
     declared = draw(st.integers(0, 8))
@@ -233,3 +242,12 @@ def iterable_cases(draw, **fixed):
     if fields["num_workers"] == 0:
         fields["persistent"] = False  # persistent_workers needs workers (a construction error, covered elsewhere)
     return LoaderCase(**fields)
+
+
+@st.composite
+def datapipe_shuffle_cases(draw):
+    """An IterDataPipe, with or without a Shuffler of its own, loaded with shuffle=True in the main process
+    for 2-3 epochs (drop_last off: every item is yielded; from 12 items on its order is checked)."""
+    return LoaderCase(n=0, iterable=True, datapipe=True, shuffle=True, shuffler=draw(st.booleans()),
+                      lengths=(draw(st.integers(6, 16)),), num_workers=0, batch_size=draw(st.sampled_from([None, 1, 3])),
+                      epochs=draw(st.integers(2, 3)), seed=draw(seeds), use_generator=draw(st.booleans()))

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from reference.data import iterable as ref
 from reference.data.workers import F_SHM, F_STRAY, S_BASE
 from suite.data.cases import LoaderCase
-from suite.data.strategies import iterable_cases
-from suite.data.torch_side.workers import run_loader
+from suite.data.strategies import datapipe_shuffle_cases, iterable_cases
+from suite.data.torch_side.workers import run_datapipe_shuffle, run_loader
 
 FEW = settings(max_examples=min(12, settings.default.max_examples))
 VERY_FEW = settings(max_examples=min(4, settings.default.max_examples))
@@ -46,3 +46,15 @@ def test_iterable_workers(conform, case):
                            shuffle=st.sampled_from([None, False])))
 def test_datapipe_sharding(conform, case):
     conform.check(case, ref.datapipe_expectations(case), run=run_loader)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.rules(ref.I_DP_SHUFFLE)
+@FEW  # main-process loading of a few items: milliseconds an example
+@example(case=LoaderCase(n=0, iterable=True, datapipe=True, shuffle=True, lengths=(12,), num_workers=0,
+                         batch_size=None, epochs=2, seed=0))  # no Shuffler of its own: a registered divergence
+@example(case=LoaderCase(n=0, iterable=True, datapipe=True, shuffle=True, shuffler=True, lengths=(12,),
+                         num_workers=0, batch_size=3, epochs=2, seed=1))
+@given(case=datapipe_shuffle_cases())
+def test_datapipe_shuffle(conform, case):
+    conform.check(case, ref.datapipe_shuffle_expectations(case), run=run_datapipe_shuffle)

@@ -1,11 +1,11 @@
 """DataLoader construction: validation order and errors, default samplers/collate, len()."""
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 
 from reference.data import loader as ref
 from suite.data.cases import LoaderArgsCase, LoaderAttrCase
-from suite.data.strategies import len_warning_cases, loader_args_cases, loader_attr_cases
-from suite.data.torch_side.loader import run_iterable_len_warning, run_loader_args, run_loader_attr
+from suite.data.strategies import len_warning_cases, loader_args_cases, loader_attr_cases, timeout_cases
+from suite.data.torch_side.loader import run_iterable_len_warning, run_loader_args, run_loader_attr, run_loader_batches
 
 ERROR_RULES = (ref.L_WORKERS, ref.L_TIMEOUT, ref.L_PREFETCH, ref.L_PREFETCH_POS, ref.L_PERSIST, ref.L_ITER_SHUFFLE,
                ref.L_ITER_SAMPLER, ref.L_SAMPLER_SHUFFLE, ref.L_BATCH_SAMPLER, ref.L_NONE_DROP)
@@ -55,3 +55,12 @@ def test_iterable_len_warning(conform, case):
 @given(case=loader_attr_cases())
 def test_context_and_frozen_attributes(conform, case):
     conform.check(case, ref.attr_expectations(case), run=run_loader_attr)
+
+
+@pytest.mark.rules(ref.L_TIMEOUT_MOOT)
+@settings(max_examples=min(6, settings.default.max_examples))
+@example(case=LoaderArgsCase(iterable=False, n=4, timeout=5.0))  # a registered divergence
+@example(case=LoaderArgsCase(iterable=True, n=5, batch_size=2, timeout=0.0))
+@given(case=timeout_cases())
+def test_timeout_without_workers(conform, case):
+    conform.check(case, ref.timeout_expectations(case), run=run_loader_batches)

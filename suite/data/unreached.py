@@ -2,8 +2,7 @@
 
 Not listed here, because the public API reaches them (gaps of the suite, shown as "not reached"): a DataPipe
 under an initialized process group, a MapDataPipe, the "too many open files" diagnosis,
-a worker idling 5 s for its next task, a worker stopped by Ctrl-C, DataLoader(timeout>0, num_workers=0)
-(an AssertionError at iter(), not yet registered: a new registry entry needs the release matrix), a
+a worker idling 5 s for its next task, a worker stopped by Ctrl-C, a
 num_workers made negative after construction, and user-made invalid datasets (a Subset subclass without
 __getitems__, a nested dataset whose __getitems__ miscounts).
 """

@@ -56,6 +56,18 @@ def run_loader_args(case: LoaderArgsCase, device: str) -> dict:
     return out
 
 
+def run_loader_batches(case: LoaderArgsCase, device: str):
+    """Every batch of one epoch of the case's loader (its batching and timeout; no sampler, no shuffle) as
+    plain values, or the error building or iterating it raised."""
+    ds = PlainIterable(case.n, case.declared_len) if case.iterable else PlainMap(case.n)
+    try:
+        loader = DataLoader(ds, batch_size=case.batch_size, drop_last=case.drop_last, num_workers=case.num_workers,
+                            timeout=case.timeout)
+        return [plain(b) for b in loader]
+    except Exception as exc:
+        return Raised.from_exception(exc)
+
+
 def _attempt(fn):
     try:
         return fn()

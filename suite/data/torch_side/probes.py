@@ -156,11 +156,13 @@ def tag_item(k: int) -> tuple:
     return (k, info.id if info is not None else -1, None)
 
 
-def datapipe_probe(length: int):
-    """IterableWrapper(range(length)).sharding_filter().map(tag_item): an IterDataPipe the DataLoader shards."""
+def datapipe_probe(length: int, shuffler: bool = False):
+    """IterableWrapper(range(length)).sharding_filter().map(tag_item): an IterDataPipe the DataLoader shards;
+    with ``shuffler``, .shuffle() at its end (the Shuffler DataLoader(shuffle=True) sets)."""
     from torch.utils.data.datapipes.iter import IterableWrapper
 
-    return IterableWrapper(range(length)).sharding_filter().map(tag_item)
+    dp = IterableWrapper(range(length)).sharding_filter().map(tag_item)
+    return dp.shuffle() if shuffler else dp
 
 
 @contextlib.contextmanager

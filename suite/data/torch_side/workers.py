@@ -30,7 +30,7 @@ def make_loader(case: LoaderCase, counter=None) -> tuple[DataLoader, torch.Gener
     g = torch.Generator().manual_seed(case.seed) if case.use_generator else None
     ds = IterProbe(case.lengths, case.shard) if case.iterable else MapProbe(case.n, case.fault, counter)
     if case.datapipe:
-        ds = datapipe_probe(case.lengths[0]) if case.iterable else map_datapipe_probe(ds)
+        ds = datapipe_probe(case.lengths[0], case.shuffler) if case.iterable else map_datapipe_probe(ds)
     if case.init_fail >= 0:
         ds.init_fail = case.init_fail
     init = failing_init_fn if case.init_fail >= 0 else (init_token_fn if case.init_fn else None)
@@ -38,7 +38,7 @@ def make_loader(case: LoaderCase, counter=None) -> tuple[DataLoader, torch.Gener
                   generator=g, worker_init_fn=init, pin_memory=case.pin_memory)
     if case.pin_memory_device:
         kwargs["pin_memory_device"] = case.pin_memory_device
-    if not case.iterable or case.datapipe:  # (a DataPipe's Shufflers are set by shuffle; it has none)
+    if not case.iterable or case.datapipe:  # (shuffle sets a DataPipe's Shufflers, adding one where it has none)
         kwargs["shuffle"] = case.shuffle
     if case.collate == "list" or (case.iterable and case.batch_size is not None):
         kwargs["collate_fn"] = list_collate
@@ -141,6 +141,21 @@ def run_loader(case: LoaderCase, device: str) -> dict:
     LAST_RUN.clear()
     LAST_RUN[case] = out
     return out
+
+
+def run_datapipe_shuffle(case: LoaderCase, device: str):
+    """What a shuffled DataPipe case's epochs show of their order (the order itself is unspecified, see
+    reference.data.iterable.I_DP_SHUFFLE): {"items": per epoch the yielded items, sorted; "reordered":
+    whether some epoch is not in input order; "reshuffled": whether the epochs are not all in one order},
+    or the first error an epoch ended with."""
+    epochs = run_loader(case, device)["epochs"]
+    errors = [b for batches in epochs for b in batches if isinstance(b, Raised)]
+    if errors:
+        return errors[0]
+    orders = [[row[0] for b in batches for row in _samples(b)] for batches in epochs]
+    return {"items": [sorted(order) for order in orders],
+            "reordered": any(order != sorted(order) for order in orders),  # the input order is 0..n-1
+            "reshuffled": len({tuple(order) for order in orders}) > 1}
 
 
 LAST_RUN: dict = {}  # the case of the last run_loader call in this process -> its observation
