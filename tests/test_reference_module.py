@@ -68,6 +68,26 @@ def test_containers():
     ml = ContainerProgram("ModuleList", ("m1",), (CtOp("insert", (-1, "m2")),))
     assert containers.run(ml) == (None, ["0", "1"], ["m2", "m1"])
     assert containers.run(ContainerProgram("Sequential", ("m1",), (CtOp("mul", (0,)),)))[0].type == "ValueError"
+    assert containers.run(ContainerProgram("Sequential", ("m1",), (CtOp("rmul", (-1,)),)))[0].type == "ValueError"
+    # Sequential.insert accepts -n <= i <= n: -n inserts at the front, -n - 1 is out of range
+    assert containers.run(ContainerProgram("Sequential", ("m1", "m2"), (CtOp("insert", (-2, "m3")),))) == \
+        (True, ["0", "1", "2"], ["m3", "m1", "m2"])
+    assert containers.run(ContainerProgram("Sequential", ("m1", "m2"), (CtOp("insert", (-3, "m3")),)))[0].type == \
+        "IndexError"
+
+
+def test_container_dir_and_objects():
+    # class attributes, 'training' and named items, sorted; position keys ('0', '1') never listed
+    probe = ("append", "keys", "training", "forward", "0", "1", "a", "b")
+    named = ContainerProgram("Sequential", (("b", "m1"), ("a", "m2")), (CtOp("dir", probe),), named=True)
+    assert containers.run(named)[0] == ["a", "append", "b", "forward", "training"]
+    assert containers.run(ContainerProgram("ModuleList", ("m1", "m2"), (CtOp("dir", probe),)))[0] == \
+        ["append", "forward", "training"]
+    assert containers.run(ContainerProgram("ModuleDict", (("a", "m1"),), (CtOp("dir", probe),)))[0] == \
+        ["a", "forward", "keys", "training"]
+    # a non-tensor item is kept as it is, and the repr names its type
+    objs = ContainerProgram("ParameterDict", (("a", "t0"), ("b", 5)), (CtOp("repr_types", ("int", "str")),))
+    assert containers.run(objs) == (("str", ["int"]), ["a", "b"], [("Parameter", "t0"), 5])
 
 
 def test_conversion():

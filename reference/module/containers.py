@@ -51,6 +51,13 @@ CT_REPR = rule("module.containers.repr",
     "compresses runs of equal consecutive reprs into '(i-j): n x <repr>'; empty containers print 'Name()'.",
     f"{SRC}: ModuleList.__repr__; torch/nn/modules/module.py: Module.__repr__")
 
+CT_OBJECTS = rule("module.containers.parameter_objects",
+    "ParameterList/ParameterDict convert only Tensors to Parameters: any other object is stored as it is (indexing "
+    "returns it), and repr() of such a container still returns a str, naming the type of each such object.",
+    f"{SRC}: ParameterList ('will convert any Tensor into Parameter'; its __setitem__ keeps other objects as "
+    "plain attributes), ParameterDict (likewise), ParameterList.extra_repr, ParameterDict.extra_repr; Python data "
+    "model: object.__repr__ 'must return a string object'")
+
 CT_CALL = rule("module.containers.call",
     "Calling a Sequential feeds the input through its modules in order (an empty one returns the input); "
     "ModuleList/ModuleDict have no forward (Module's NotImplementedError 'Module [<Name>] is missing the required "
@@ -71,6 +78,18 @@ CT_DICT_UPDATE = rule("module.containers.dict_update",
     "iterable of key-value pairs, the order of new elements in it is preserved')")
 
 LISTS = ("Sequential", "ModuleList", "ParameterList")
+# dir(): the class attributes each container documents (its own methods, torch.nn docs) and those of Module every
+# container inherits, plus Module's documented instance attribute ``training``.
+DIR_METHODS = {
+    "Sequential": ("append", "extend", "insert", "pop"),
+    "ModuleList": ("append", "extend", "insert", "pop"),
+    "ModuleDict": ("clear", "items", "keys", "pop", "update", "values"),
+    "ParameterList": ("append", "extend"),
+    "ParameterDict": ("clear", "copy", "fromkeys", "get", "items", "keys", "pop", "popitem", "setdefault", "update",
+                      "values"),
+}
+DIR_MODULE_ATTRS = ("eval", "extra_repr", "forward", "parameters", "state_dict", "train")
+DIR_INSTANCE_ATTRS = ("training",)
 # reprs of the pool modules (suite/module/cases.py: m4 and m5 have one child 'x')
 POOL_REPR = {"m1": "Module()", "m2": "Module()", "m3": "Module()", "m4": "Module(\n  (x): Module()\n)",
              "m5": "Module(\n  (x): Module()\n)"}
@@ -112,8 +131,20 @@ def container_repr(c: str, items, device: str = "cpu") -> str:
     return c + "(\n  " + "\n  ".join(lines) + "\n)"
 
 
+def dir_names(c: str, items, probe) -> list:
+    """dir() of a container, restricted to the names in ``probe``: class attributes (DIR_METHODS, DIR_MODULE_ATTRS),
+    instance attributes, and the items (submodules / parameters / plain attributes under their keys), sorted, names
+    starting with a digit dropped (list containers' position keys never show)."""
+    keys = list(DIR_METHODS[c]) + list(DIR_MODULE_ATTRS) + list(DIR_INSTANCE_ATTRS) + [k for k, _ in items]
+    return sorted(k for k in keys if k in probe and k != "" and not k[0].isdigit())
+
+
+def _tensor_label(lab) -> bool:
+    return isinstance(lab, str) or isinstance(lab, tuple)
+
+
 def _value(container: str, lab):
-    if container.startswith("Parameter") and lab.startswith("t"):
+    if container.startswith("Parameter") and isinstance(lab, str) and lab.startswith("t"):
         return ("Parameter", lab)  # converted, shares storage
     return lab
 
@@ -142,6 +173,8 @@ def op_rule(program, op) -> str:
     c, k = program.container, op.kind
     if k == "repr":
         return CT_REPR
+    if k == "repr_types":
+        return CT_OBJECTS
     if k == "call":
         return CT_CALL
     if k == "dir":
@@ -196,7 +229,11 @@ def _apply(c, items, op, device="cpu"):
             raise _Err(Raised("NotImplementedError", rf'Module \[{name}\] is missing the required "forward" function'))
         return a[0], items
     if k == "dir":
-        return [], items  # the digit keys of the items are not listed
+        return dir_names(c, items, a), items
+    if k == "repr_types":
+        # the probe type names that name a non-tensor item (labels are str / ("Parameter", str); ints are objects)
+        held = {type(v).__name__ for _, v in items if not _tensor_label(v)}
+        return ("str", [t for t in a if t in held]), items
     if k == "extend_bad":
         raise _Err(Raised("TypeError", None))
     if c in ("ModuleDict", "ParameterDict"):

@@ -202,6 +202,11 @@ class GlobalHookRemoval:
 
 # ---- containers (reference/module/containers.py) -----------------------------------------------------------
 MODS = ("m1", "m2", "m3", "m4", "m5")  # m4 and m5 have one child 'x' (a different repr)
+# the names a container's ``dir`` op compares (CtOp("dir", DIR_PROBE)): the containers' documented methods, a few of
+# Module's, its instance attribute ``training``, and the keys items get (positions, dict keys, named Sequential keys)
+DIR_PROBE = ("append", "clear", "copy", "eval", "extend", "extra_repr", "forward", "fromkeys", "get", "insert", "items",
+             "keys", "parameters", "pop", "popitem", "setdefault", "state_dict", "train", "training", "update",
+             "values", "0", "1", "2", "3", "a", "b", "c", "d", "x", "y", "z")
 PARS = ("p0", "p1", "p2", "p3")
 TENS = ("t0", "t1")
 

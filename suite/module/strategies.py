@@ -18,7 +18,7 @@ from reference.module import tree as ref
 from reference.versions import since
 from suite import divergences
 from suite.module.cases import MODS, MODULES, PARAMS, PARS, POOL_NAMES, TENS, TENSORS, ContainerProgram, CtOp, \
-    Hook, LoadCase, Op, ReprCase, Spec, TreeProgram, walk
+    DIR_PROBE, Hook, LoadCase, Op, ReprCase, Spec, TreeProgram, walk
 
 # --- containers (test_containers.py) ---------------------------------------------------------------------------
 # Draw: keys of the dict containers, indices and slices (bounds beyond a 4-item container on both sides), and
@@ -43,7 +43,7 @@ def list_ops(container) -> dict:
            # a non-iterable (and for ParameterList a tensor, never unpacked) is refused with TypeError
            "extend_bad": st.just(CtOp("extend_bad", (5,))),
            "len": st.just(CtOp("len")), "repr": st.just(CtOp("repr")), "call": st.just(CtOp("call", (7,))),
-           "dir": st.just(CtOp("dir"))}
+           "dir": st.just(CtOp("dir", DIR_PROBE))}
     if container != "ParameterList":
         ops.update({"delitem": st.builds(CtOp, st.just("delitem"), st.tuples(IDX)),
                     "pop": st.builds(CtOp, st.just("pop"), st.tuples(IDX)),

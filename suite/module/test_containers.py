@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from reference.module import containers as ref
 from reference.module.traversal import DIR
-from suite.module.cases import MODS, PARS, ContainerProgram, CtOp
+from suite.module.cases import DIR_PROBE, MODS, PARS, ContainerProgram, CtOp
 from suite.module.strategies import KEYS, programs
 from suite.module.torch_side.containers import run_container_program
 
@@ -43,22 +43,28 @@ def test_container_programs(conform, device, container, data):
 # prefix by prefix like a drawn program.  st.data() takes no @example, hence a list.
 EXAMPLES = [
     ContainerProgram("Sequential", ("m1", "m2", "m3"), (CtOp("pop", (1,)), CtOp("pop", (-1,)), CtOp("mul", (0,)),
+                                                        CtOp("mul", (-1,)), CtOp("rmul", (-1,)),
                                                         CtOp("imul", (-1,)), CtOp("mul", (1.5,)), CtOp("imul", (1.5,)),
-                                                        CtOp("rmul", (2,)), CtOp("add_list", ("m4",)), CtOp("dir"),
-                                                        CtOp("call", (7,)))),
+                                                        CtOp("rmul", (2,)), CtOp("add_list", ("m4",)),
+                                                        CtOp("dir", DIR_PROBE), CtOp("call", (7,)),
+                                                        # one item: -n - 1 is out of range, -n the front
+                                                        CtOp("insert", (-2, "m4")), CtOp("insert", (-1, "m4")))),
+    # submodules under names: dir() lists them beside the class attributes
+    ContainerProgram("Sequential", (("a", "m1"), ("b", "m4")), (CtOp("dir", DIR_PROBE), CtOp("append", ("m2",)),
+                                                              CtOp("dir", DIR_PROBE)), named=True),
     ContainerProgram("Sequential", (), (CtOp("call", (7,)), CtOp("iadd", ("m1", "m2")), CtOp("iadd_list", ("m3",)),
                                         CtOp("imul", (2,)), CtOp("setitem", (-1, "m5")), CtOp("insert", (-2, "m3")),
                                         CtOp("insert", (9, "m3")))),
     ContainerProgram("ModuleList", ("m1", "m1", "m2", "m4", "m5"), (
         CtOp("repr"), CtOp("setitem", (-1, "m3")), CtOp("getslice", (None, None, 2)), CtOp("extend_bad", (5,)),
-        CtOp("dir"), CtOp("call", (7,)))),
+        CtOp("dir", DIR_PROBE), CtOp("call", (7,)))),
     ContainerProgram("ModuleDict", (("a", "m1"),), (
         CtOp("update_pairs", (("b", "m2"), ("a", "m3"))), CtOp("update_dict", (("c", "m4"), ("d", "m1"))),
         CtOp("keys"), CtOp("values"), CtOp("items"), CtOp("iter"), CtOp("contains", ("c",)),
         CtOp("update_bad", ("notiter",)),
-        CtOp("update_bad", ("elem",)), CtOp("update_bad", ("len",)), CtOp("call", (7,)), CtOp("pop", ("a",)),
-        CtOp("clear"), CtOp("len"))),
-    ContainerProgram("ParameterList", ("p0", "t0", "p1"), (CtOp("repr"), CtOp("getslice", (None, None, 2)), CtOp("extend_bad", (5,)), CtOp("dir"),
+        CtOp("update_bad", ("elem",)), CtOp("update_bad", ("len",)), CtOp("call", (7,)), CtOp("dir", DIR_PROBE),
+        CtOp("pop", ("a",)), CtOp("clear"), CtOp("len"))),
+    ContainerProgram("ParameterList", ("p0", "t0", "p1"), (CtOp("repr"), CtOp("getslice", (None, None, 2)), CtOp("extend_bad", (5,)), CtOp("dir", DIR_PROBE),
                                                    CtOp("call", (7,)))),
     ContainerProgram("ParameterDict", (("b", "p0"), ("a", "t0")), (
         CtOp("update_dict", (("c", "t1"), ("d", "p1"))), CtOp("update_pairs", (("b", "t1"),)), CtOp("repr"),
@@ -66,12 +72,16 @@ EXAMPLES = [
         CtOp("fromkeys", (("x", "y"), "t0")), CtOp("fromkeys", (("x",), None)), CtOp("or", (("a", "p2"), ("z", "t1"))),
         CtOp("ror", (("z", "t1"), ("a", "p3"))), CtOp("ior", (("y", "p3"),)), CtOp("update_bad", ("notiter",)),
         CtOp("update_bad", ("elem",)), CtOp("update_bad", ("len",)), CtOp("getitem", (1,)), CtOp("call", (7,)),
-        CtOp("pop", ("a",)), CtOp("clear"), CtOp("len"))),
+        CtOp("dir", DIR_PROBE), CtOp("pop", ("a",)), CtOp("clear"), CtOp("len"))),
+    # non-tensor items are kept as they are; repr() still returns a str (naming their type)
+    ContainerProgram("ParameterList", ("p0", 5), (CtOp("getitem", (1,)), CtOp("repr_types", ("int", "str")))),
+    ContainerProgram("ParameterDict", (("a", "t0"), ("b", 5)), (CtOp("getitem", ("b",)), CtOp("dir", DIR_PROBE),
+                                                                CtOp("repr_types", ("int", "str")))),
 ]
 
 
 @pytest.mark.rules(ref.CT_MUL, ref.CT_DELETE, ref.CT_ADD, ref.CT_CALL, ref.CT_DICT_VIEWS, ref.CT_DICT_UPDATE,
-                   ref.CT_REPR, ref.CT_PARAMDICT, DIR)
+                   ref.CT_REPR, ref.CT_PARAMDICT, ref.CT_OBJECTS, ref.CT_INDEX, ref.CT_INSERT, DIR)
 @pytest.mark.parametrize("program", EXAMPLES, ids=lambda p: p.container)
 def test_container_examples(conform, device, program):
     _check_prefixes(conform, device, program)

@@ -54,6 +54,11 @@ def snapshot(pool: dict, c) -> tuple:
     return list(c._modules.keys()), [label(pool, v) for v in c._modules.values()]
 
 
+def _item(pool: dict, v):
+    """The pool object of a label; an int stands for itself (a non-tensor item of a parameter container)."""
+    return v if isinstance(v, int) else pool[v]
+
+
 def build(program: ContainerProgram, pool: dict):
     kind = program.container
     if kind == "Sequential":
@@ -65,8 +70,8 @@ def build(program: ContainerProgram, pool: dict):
     if kind == "ModuleDict":
         return torch.nn.ModuleDict(OrderedDict((k, pool[v]) for k, v in program.init))
     if kind == "ParameterList":
-        return torch.nn.ParameterList([pool[v] for v in program.init])
-    return torch.nn.ParameterDict(OrderedDict((k, pool[v]) for k, v in program.init))
+        return torch.nn.ParameterList([_item(pool, v) for v in program.init])
+    return torch.nn.ParameterDict(OrderedDict((k, _item(pool, v)) for k, v in program.init))
 
 
 def _seq(pool, labels):
@@ -115,8 +120,11 @@ def apply(c, pool: dict, op: CtOp):
         return label(pool, a[0] * c)
     if k == "call":
         return label(pool, c(*a))
-    if k == "dir":
-        return [key for key in dir(c) if key[:1].isdigit()]
+    if k == "dir":  # the names of dir() among the probe names, in dir's order (duplicates kept)
+        return [key for key in dir(c) if key in a]
+    if k == "repr_types":  # repr() must be a str; which of the probe type names it mentions
+        text = repr(c)
+        return type(text).__name__, [t for t in a if t in text]
     if k == "extend_bad":
         return c.extend(a[0])
     if k == "imul":
