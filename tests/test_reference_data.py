@@ -75,6 +75,39 @@ def test_distributed_padding_and_drop_last():
     assert [samplers.distributed_indices(2, 5, r, False, 0, 0, False)[0] for r in range(5)] == [[0], [1], [0], [1], [0]]
 
 
+def test_distributed_defaults_and_group_resolution():
+    # left-out shuffle/seed/drop_last are the documented True/0/False: the same outcome as spelling them out
+    spelled = SamplerCase("distributed", 5, 0, num_replicas=2, rank=1, shuffle=True, dist_seed=0, drop_last=False,
+                          epochs=(0, 1))
+    left_out = dataclasses.replace(spelled, shuffle=None, dist_seed=None, drop_last=None)
+    assert samplers.sampler_outcome(left_out) == samplers.sampler_outcome(spelled)
+    assert samplers.distributed_all_ranks(left_out) == samplers.distributed_all_ranks(spelled)
+    assert {e.rule for e in samplers.expectations(left_out) + samplers.stride_expectations(left_out)} \
+        == {samplers.D_DEFAULTS}
+    # num_replicas/rank from a one-rank group: 1 and 0; without a group: an error; outside it: Invalid rank
+    group = SamplerCase("distributed", 5, 0, num_replicas=None, rank=None, process_group=True)
+    assert samplers.sampler_outcome(group)["passes"] == [[0, 1, 2, 3, 4]]
+    assert samplers.sampler_rule(group) == samplers.D_GROUP and samplers.stride_expectations(group) == []
+    three = dataclasses.replace(group, num_replicas=3)
+    assert samplers.sampler_outcome(three)["passes"] == [[0, 3]] and samplers.sampler_outcome(three)["len"] == 2
+    assert isinstance(samplers.sampler_outcome(dataclasses.replace(group, process_group=False)), Raised)
+    outside = samplers.sampler_outcome(dataclasses.replace(group, rank=1))
+    assert outside.type == "ValueError" and samplers.sampler_rule(dataclasses.replace(group, rank=1)) == samplers.D_VALID
+
+
+def test_fetch_outcome_golden():
+    # 5 items in batches of 2: __getitems__ once per batch, else __getitem__ per index; unbatched: __getitem__
+    batched = datasets.dataset_outcome(DatasetCase("fetch", sizes=(5,), batch_size=2, getitems=True))
+    assert batched["calls"] == [["getitems", [0, 1]], ["getitems", [2, 3]], ["getitems", [4]]]
+    assert batched["loaded"] == [{"collated": [1000, 1001]}, {"collated": [1002, 1003]}, {"collated": [1004]}]
+    plain = datasets.dataset_outcome(DatasetCase("fetch", sizes=(5,), batch_size=2))
+    assert plain["loaded"] == batched["loaded"] and plain["calls"] == [["getitem", i] for i in range(5)]
+    single = datasets.dataset_outcome(DatasetCase("fetch", sizes=(3,), getitems=True))
+    assert single == {"loaded": [{"collated": 1000}, {"collated": 1001}, {"collated": 1002}],
+                      "calls": [["getitem", 0], ["getitem", 1], ["getitem", 2]]}
+    assert datasets.dataset_rule(DatasetCase("fetch", sizes=(3,), getitems=True)) == datasets.DS_FETCH_UNBATCHED
+
+
 def test_random_sampler_consumption_counts():
     # num_samples = 2n: three permutations drawn (the third unused)
     case = SamplerCase("random", 4, 3, num_samples=8)

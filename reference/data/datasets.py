@@ -8,7 +8,7 @@ import math
 from conform.expect import Expect
 from conform.outcome import Raised
 from conform.rules import rule
-from reference.data.rng import DATASET, MT
+from reference.data.rng import DATASET, DOC, MT
 from reference.data.collate import _tensor_pic
 
 
@@ -42,6 +42,20 @@ DS_KIND = rule("data.dataset.kind_checks",
                "__getitem__ raises NotImplementedError (subclasses implement it).",
                f"{DATASET}: ConcatDataset.__init__, ChainDataset.__iter__, ChainDataset.__len__, "
                "StackDataset.__init__, Dataset.__getitem__")
+DS_FETCH_BATCHED = rule("data.dataset.batched_fetch",
+                        "With automatic batching, a map-style dataset that defines __getitems__ is asked once per "
+                        "batch, __getitems__(the batch's indices), and collate_fn gets the list it returned; one "
+                        "that does not is asked dataset[i] for each index of the batch, in order, and collate_fn "
+                        "gets [dataset[i] for i in indices].",
+                        f"{DATASET}: Dataset ('Subclasses could also optionally implement __getitems__, for speedup "
+                        "batched samples loading. This method accepts list of indices of samples of batch and "
+                        f"returns list of samples'); {DOC}#automatic-batching-default "
+                        "('collate_fn([dataset[i] for i in indices])')")
+DS_FETCH_UNBATCHED = rule("data.dataset.unbatched_fetch",
+                          "With automatic batching disabled (batch_size=None) every sample is dataset[i], passed "
+                          "to collate_fn alone, also when the dataset defines __getitems__.",
+                          f"{DOC}#disable-automatic-batching ('for index in sampler: yield "
+                          "collate_fn(dataset[index])')")
 SPLIT = rule("data.seed.random_split",
              "random_split with integer lengths permutes range(sum) with one randperm from the generator and cuts it "
              "into consecutive pieces.", f"{DATASET}: random_split")
@@ -64,6 +78,8 @@ def dataset_rule(case) -> str:
         if any(isinstance(x, float) for x in lengths) and math.isclose(sum(lengths), 1) and sum(lengths) <= 1:
             return SPLIT_FRAC if all(0 <= x <= 1 for x in lengths) else SPLIT_ERR
         return SPLIT if sum(lengths) == case.sizes[0] else SPLIT_ERR
+    if case.kind == "fetch":
+        return DS_FETCH_UNBATCHED if case.batch_size is None else DS_FETCH_BATCHED
     return {"subset": DS_SUBSET, "chain": DS_CHAIN, "stack": DS_STACK, "tensor": DS_TENSOR,
             "kind_checks": DS_KIND}[case.kind]
 
@@ -116,7 +132,23 @@ def dataset_outcome(case, device: str = "cpu", positions: list | None = None):
         return {"len": case.sizes[0],
                 "item": ("tuple", [_tensor_pic("int64", device.split(":")[0], [2 * case.index + 100 * t, 2 * case.index + 1 + 100 * t])
                                    for t in range(len(case.sizes))])}
+    if case.kind == "fetch":
+        return fetch_outcome(case)
     return random_split_outcome(case)
+
+
+def fetch_outcome(case):
+    """A map-style probe of n items (item i is 1000 + i), loaded in order in the main process with a
+    collate_fn that tags what it is given: the loaded batches, and the probe's calls in order."""
+    n, bs = case.sizes[0], case.batch_size
+    if bs is None:
+        return {"loaded": [{"collated": 1000 + i} for i in range(n)], "calls": [["getitem", i] for i in range(n)]}
+    batches = [list(range(i, min(i + bs, n))) for i in range(0, n, bs)]
+    if case.getitems:
+        calls = [["getitems", b] for b in batches]
+    else:
+        calls = [["getitem", i] for b in batches for i in b]
+    return {"loaded": [{"collated": [1000 + i for i in b]} for b in batches], "calls": calls}
 
 
 def random_split_outcome(case):

@@ -21,7 +21,7 @@ I_ROUND_ROBIN = rule("data.iterable.round_robin",
                      "that are exhausted.", f"{LOADER}: _MultiProcessingDataLoaderIter._next_data")
 I_DROP_LAST = rule("data.iterable.drop_last_per_worker",
                    "With an IterableDataset, batches are cut per worker; drop_last drops each worker's own short "
-                   "final batch.", f"{DOC}#torch.utils.data.IterableDataset; torch/utils/data/_utils/fetch.py")
+                   "final batch (only an incomplete one: a complete last batch is kept).", f"{DOC}#torch.utils.data.IterableDataset; torch/utils/data/_utils/fetch.py")
 I_INFO = rule("data.iterable.worker_info",
               "Inside a worker get_worker_info() has id, num_workers, seed = base_seed + id and dataset = this "
               "worker's copy; in the main process it is None.", f"{WORKER}: get_worker_info")

@@ -87,6 +87,31 @@ D_VALID = rule("data.sampler.distributed.validation",
                "left as None is taken from the current distributed group, so without an initialized process group "
                "construction raises (ValueError or RuntimeError from torch.distributed).",
                "torch/utils/data/distributed.py: DistributedSampler.__init__")
+D_DEFAULTS = rule("data.sampler.distributed.defaults",
+                  "DistributedSampler's shuffle, seed and drop_last, left out, are True, 0 and False: the sampler "
+                  "yields, epoch by epoch, what shuffle=True, seed=0, drop_last=False yields.",
+                  "torch/utils/data/distributed.py: DistributedSampler (shuffle: 'If ``True`` (default)'; seed: "
+                  "'Default: ``0``'; drop_last: 'Default: ``False``')")
+D_GROUP = rule("data.sampler.distributed.from_group",
+               "num_replicas and rank left as None are the world size and the rank of the current (default) process "
+               "group: under an initialized one-rank group, 1 and 0.",
+               "torch/utils/data/distributed.py: DistributedSampler (num_replicas: 'By default, world_size is "
+               "retrieved from the current distributed group'; rank: 'By default, rank is retrieved from the "
+               "current distributed group')")
+
+# The process group a SamplerCase with process_group runs under: world size 1, rank 0.
+GROUP_WORLD_SIZE, GROUP_RANK = 1, 0
+
+
+def _dist_args(case):
+    """(num_replicas, rank, shuffle, seed, drop_last) of a distributed case, the ones left out resolved: from
+    the process group (None without one), and the documented defaults True, 0, False."""
+    replicas, rank = case.num_replicas, case.rank
+    if case.process_group:
+        replicas = GROUP_WORLD_SIZE if replicas is None else replicas
+        rank = GROUP_RANK if rank is None else rank
+    return (replicas, rank, True if case.shuffle is None else case.shuffle,
+            0 if case.dist_seed is None else case.dist_seed, False if case.drop_last is None else bool(case.drop_last))
 
 
 def _nested(weights) -> bool:
@@ -121,11 +146,16 @@ def sampler_rule(case) -> str:
         if not _positive_int(case.batch_size) or not isinstance(case.drop_last, bool):
             return B_VALID
         return B_DROP if case.drop_last else B_CHUNK
-    if case.num_replicas is None or case.rank is None or not 0 <= case.rank < case.num_replicas:
+    replicas, rank, shuffle, _, drop_last = _dist_args(case)
+    if replicas is None or rank is None or not 0 <= rank < replicas:
         return D_VALID
-    if case.shuffle:
+    if None in (case.shuffle, case.dist_seed, case.drop_last):
+        return D_DEFAULTS
+    if case.num_replicas is None or case.rank is None:
+        return D_GROUP
+    if shuffle:
         return D_SHUFFLE
-    return D_DROP if case.drop_last else D_PAD
+    return D_DROP if drop_last else D_PAD
 
 
 def _random_sampler_pass(n: int, replacement: bool, k: int, g: MT) -> list[int]:
@@ -233,22 +263,23 @@ def sampler_outcome(case):
         length = n // bs if case.drop_last else -(-n // bs)
         return {"len": length, "passes": passes, "next": stream.random64()}
     # distributed: never touches the passed generator or the global stream
-    if case.num_replicas is None or case.rank is None:  # the suite runs no process group
+    replicas, rank, shuffle, seed, drop_last = _dist_args(case)
+    if replicas is None or rank is None:  # None to take from a process group, and none is initialized
         return Raised("ValueError|RuntimeError", r"process group|distributed")
-    if not 0 <= case.rank < case.num_replicas:
+    if not 0 <= rank < replicas:
         return Raised("ValueError", r"Invalid rank")
     passes = []
     for epoch in case.epochs:
-        idx, per_rank = distributed_indices(n, case.num_replicas, case.rank, case.shuffle, case.dist_seed, epoch,
-                                            bool(case.drop_last))
+        idx, per_rank = distributed_indices(n, replicas, rank, shuffle, seed, epoch, drop_last)
         passes.append(idx)
-    _, per_rank = distributed_indices(n, case.num_replicas, 0, False, 0, 0, bool(case.drop_last))
+    _, per_rank = distributed_indices(n, replicas, 0, False, 0, 0, drop_last)
     return {"len": per_rank, "passes": passes, "next": stream.random64()}
 
 
 def distributed_all_ranks(case) -> list[list[int]]:
-    return [distributed_indices(case.n, case.num_replicas, r, case.shuffle, case.dist_seed, case.epochs[0],
-                                bool(case.drop_last))[0] for r in range(case.num_replicas)]
+    replicas, _, shuffle, seed, drop_last = _dist_args(case)
+    return [distributed_indices(case.n, replicas, r, shuffle, seed, case.epochs[0], drop_last)[0]
+            for r in range(replicas)]
 
 
 # The length rule of each sampler kind (the others state their length in their ordering rule).
@@ -266,13 +297,18 @@ def expectations(case) -> list[Expect]:
     consume = ordering
     if case.kind == "random" and ordering != RS_VALID:
         consume = RS_CONSUME if case.use_generator else RS_GLOBAL
+    # a length that follows from a left-out argument is that argument's rule
+    length = ordering if ordering in (D_DEFAULTS, D_GROUP) else LEN_RULES.get(case.kind, ordering)
     return [Expect(ordering, expected["passes"], key="passes"),
-            Expect(LEN_RULES.get(case.kind, ordering), expected["len"], key="len"),
+            Expect(length, expected["len"], key="len"),
             Expect(consume, expected["next"], key="next")]
 
 
 def stride_expectations(case) -> list[Expect]:
-    """A DistributedSampler with a valid rank: every rank's indices of the first epoch, together."""
-    if case.kind != "distributed" or sampler_rule(case) == D_VALID:
+    """A DistributedSampler with a valid rank: every rank's indices of the first epoch, together (under the
+    defaults rule when arguments are left out; a case taking num_replicas or rank from a group: none, its
+    striding is that of the explicit cases)."""
+    ordering = sampler_rule(case) if case.kind == "distributed" else None
+    if ordering in (None, D_VALID, D_GROUP) or case.process_group:
         return []
-    return [Expect(D_STRIDE, distributed_all_ranks(case))]
+    return [Expect(D_DEFAULTS if ordering == D_DEFAULTS else D_STRIDE, distributed_all_ranks(case))]

@@ -48,9 +48,11 @@ class SamplerCase:
     inner: str = "sequential"  # BatchSampler's inner sampler: sequential | random
     num_replicas: object = 1  # int, or None: from the current process group
     rank: object = 0
-    shuffle: bool = False
-    dist_seed: int = 0
+    # distributed: shuffle, dist_seed and drop_last as None are left out of the call (the documented defaults apply)
+    shuffle: object = False
+    dist_seed: object = 0
     epochs: tuple = (0,)
+    process_group: bool = False  # distributed: built under an initialized one-rank gloo group (world size 1, rank 0)
 
 
 # ---------------------------------------------------------------- DataLoader construction
@@ -115,7 +117,7 @@ class LoaderCase:
 # ---------------------------------------------------------------- datasets
 @dataclass(frozen=True)
 class DatasetCase:
-    kind: str  # concat | subset | chain | stack | tensor | random_split | kind_checks
+    kind: str  # concat | subset | chain | stack | tensor | random_split | kind_checks | fetch
     sizes: tuple = ()
     index: int = 0
     indices: tuple = ()
@@ -123,6 +125,10 @@ class DatasetCase:
     added: bool = False  # concat / chain: built as a + b + ... (Dataset.__add__); stack: members are Subsets
     lengths: tuple = ()
     seed: int = 0
+    # fetch: a map-style probe of sizes[0] items loaded in the main process with this batch_size (None: no
+    # automatic batching), the probe defining __getitems__ or not
+    batch_size: object = None
+    getitems: bool = False
 
 
 def subset_batch_positions(m: int) -> list[int]:

@@ -55,3 +55,11 @@ def test_random_split(conform, case):
                                                     "stack-args-and-kwargs", "stack-none", "dataset-base"])
 def test_kind_checks(conform, variant):
     _check(conform, "cpu", DatasetCase("kind_checks", index=variant))
+
+
+@pytest.mark.rules(ref.DS_FETCH_BATCHED, ref.DS_FETCH_UNBATCHED)
+@pytest.mark.parametrize("getitems", [True, False], ids=["getitems", "getitem"])
+@pytest.mark.parametrize("batch_size", [2, None], ids=["batched", "unbatched"])
+def test_fetch(conform, getitems, batch_size):
+    # how the main-process loader asks a map-style dataset for its samples (5 items: a short last batch)
+    _check(conform, "cpu", DatasetCase("fetch", sizes=(5,), batch_size=batch_size, getitems=getitems))

@@ -29,6 +29,8 @@ VERY_FEW = settings(max_examples=min(4, settings.default.max_examples))
                          persistent=True, epochs=2, start_method="spawn"))
 @example(case=LoaderCase(n=0, iterable=True, lengths=(3, 5), num_workers=2, batch_size=2, drop_last=True, seed=6,
                          start_method="forkserver", timeout=0.0))
+# main process, a complete last batch of 257 items (past CPython's small-int cache): drop_last keeps it
+@example(case=LoaderCase(n=0, iterable=True, lengths=(257,), num_workers=0, batch_size=257, drop_last=True, seed=10))
 @given(case=iterable_cases(persistent=st.booleans(), epochs=st.integers(1, 2)))
 def test_iterable_workers(conform, case):
     conform.check(case, ref.expectations(case), run=run_loader)

@@ -56,7 +56,9 @@ def test_batch(conform, case):
     conform.check(case, ref.expectations(case), run=run_sampler)
 
 
-@pytest.mark.rules(ref.D_PAD, ref.D_DROP, ref.D_SHUFFLE, ref.D_LEN, ref.D_VALID, ref.D_STRIDE)
+@pytest.mark.timeout(120)  # the process_group examples initialize a one-rank gloo group (in-process store)
+@pytest.mark.rules(ref.D_PAD, ref.D_DROP, ref.D_SHUFFLE, ref.D_LEN, ref.D_VALID, ref.D_STRIDE, ref.D_DEFAULTS,
+                   ref.D_GROUP)
 @example(case=SamplerCase("distributed", 5, 0, num_replicas=3, rank=1))
 @example(case=SamplerCase("distributed", 5, 0, num_replicas=3, rank=2, drop_last=True))
 @example(case=SamplerCase("distributed", 7, 0, num_replicas=2, rank=0, shuffle=True, dist_seed=3, epochs=(0, 1, 1)))
@@ -64,6 +66,13 @@ def test_batch(conform, case):
 @example(case=SamplerCase("distributed", 2, 0, num_replicas=5, rank=4))  # padding wraps more than once
 @example(case=SamplerCase("distributed", 4, 0, num_replicas=None, rank=0))  # no process group to ask
 @example(case=SamplerCase("distributed", 4, 0, num_replicas=2, rank=None))
+# shuffle, seed, drop_last left out: 5 items over 2 replicas tell drop_last, two epochs the seed
+@example(case=SamplerCase("distributed", 5, 0, num_replicas=2, rank=1, shuffle=None, dist_seed=None, drop_last=None,
+                          epochs=(0, 1)))
+# num_replicas / rank from an initialized one-rank group; a rank outside it is rejected
+@example(case=SamplerCase("distributed", 5, 0, num_replicas=None, rank=None, process_group=True))
+@example(case=SamplerCase("distributed", 5, 0, num_replicas=3, rank=None, process_group=True))
+@example(case=SamplerCase("distributed", 5, 0, num_replicas=None, rank=1, process_group=True))
 @given(case=sampler_cases("distributed"))
 def test_distributed(conform, case):
     conform.check(case, ref.expectations(case), run=run_sampler)

@@ -26,6 +26,32 @@ def _member(size: int, tag: int):
     return Subset(_numbered(size, tag), range(size))
 
 
+class _FetchProbe(Dataset):
+    """n items, item i is 1000 + i; every __getitem__ call is logged."""
+
+    def __init__(self, n: int):
+        self.n, self.calls = n, []
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        self.calls.append(["getitem", i])
+        return 1000 + i
+
+
+class _GetitemsProbe(_FetchProbe):
+    """The same with its own __getitems__, whose calls are logged too."""
+
+    def __getitems__(self, indices):
+        self.calls.append(["getitems", list(indices)])
+        return [1000 + i for i in indices]
+
+
+def _tag_collate(data):
+    return {"collated": data}
+
+
 def _guard(fn):
     try:
         return fn()
@@ -77,6 +103,10 @@ def run_dataset(case: DatasetCase, device: str):
                       lambda: StackDataset([1], k=[2]), lambda: StackDataset(), lambda: Dataset()[0]]
             checks[case.index]()
             return "accepted"
+        if case.kind == "fetch":
+            ds = (_GetitemsProbe if case.getitems else _FetchProbe)(case.sizes[0])
+            loaded = list(DataLoader(ds, batch_size=case.batch_size, collate_fn=_tag_collate))
+            return {"loaded": loaded, "calls": ds.calls}
         if case.kind == "random_split":
             g = torch.Generator().manual_seed(case.seed)
             with warnings.catch_warnings(record=True) as caught:

@@ -8,6 +8,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from conform.outcome import Raised
 from suite.data.cases import SamplerCase
+from suite.data.torch_side.probes import one_rank_group
 from suite.data.torch_side.rng import u64
 
 
@@ -25,8 +26,11 @@ def make_sampler(case: SamplerCase, g: torch.Generator | None, rank: int | None 
         inner = RandomSampler(data, generator=g) if case.inner == "random" else SequentialSampler(data)
         return BatchSampler(inner, case.batch_size, case.drop_last)
     if case.kind == "distributed":
+        # shuffle, seed, drop_last given as None are left out of the call
+        given = {"shuffle": case.shuffle, "seed": case.dist_seed,
+                 "drop_last": None if case.drop_last is None else bool(case.drop_last)}
         return DistributedSampler(data, num_replicas=case.num_replicas, rank=case.rank if rank is None else rank,
-                                  shuffle=case.shuffle, seed=case.dist_seed, drop_last=bool(case.drop_last))
+                                  **{k: v for k, v in given.items() if v is not None})
     raise ValueError(case.kind)
 
 
@@ -37,7 +41,8 @@ def run_sampler(case: SamplerCase, device: str):
     torch.manual_seed((case.seed ^ 0x5EED) % 2**63)  # the global stream, seeded identically by the reference
     g = torch.Generator().manual_seed(case.seed) if case.use_generator else None
     try:
-        sampler = make_sampler(case, g)
+        with one_rank_group(case.process_group):  # (a distributed case's num_replicas/rank may come from it)
+            sampler = make_sampler(case, g)
     except Exception as exc:
         return Raised.from_exception(exc)
     passes = []
