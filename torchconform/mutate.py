@@ -63,7 +63,8 @@ TESTS: dict[str, tuple[str, ...]] = {
     "utils/data/dataset.py": ("suite/data/test_datasets.py", "suite/data/test_iterable.py"),
     "utils/data/_utils/collate.py": ("suite/data/test_collate.py", "suite/data/test_loader_args.py"),
     # the fetchers run in the main process when num_workers=0: the loader-argument and iterable tests
-    "utils/data/_utils/fetch.py": ("suite/data/test_iterable.py", "suite/data/test_loader_args.py"),
+    "utils/data/_utils/fetch.py": ("suite/data/test_iterable.py", "suite/data/test_loader_args.py",
+                                   "suite/data/test_datasets.py"),  # test_fetch: __getitems__, batched or not
     "nn/modules/container.py": ("suite/module/test_containers.py",),
     # cheap tests first: with -x a killed mutant stops at the first failure
     "nn/parallel/scatter_gather.py": ("suite/parallel/test_data_parallel.py", "suite/parallel/test_scatter_kwargs.py",
