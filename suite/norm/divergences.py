@@ -309,7 +309,7 @@ DIVERGENCES = [
         id="norm-lazy-low-rank-index-error",
         rule=batchnorm.INPUT_RANK,
         also_rules=(other_norms.INSTANCE_RANK,),
-        torch=">=2.4",  # PLACEHOLDER: 2.13.0 measured; the release matrix sets the range
+        torch=">=2.4",  # measured: the repro reproduces on every release of the matrix, 2.4.1 to 2.15.0
         reason="a Lazy{Batch,Instance}Norm{1,2,3}d with affine=True or track_running_stats=True given a 0D or 1D "
                "input on its first call raises IndexError ('tuple index out of range') instead of the rank check's "
                "documented ValueError: the lazy initialization reads input.shape[1] before _check_input_dim runs "
@@ -328,7 +328,7 @@ DIVERGENCES = [
     Divergence(
         id="norm-lazy-instance-defaults-affine-tracked",
         rule=batchnorm.CONSTRUCT_DEFAULTS,
-        torch=">=2.4",  # PLACEHOLDER: 2.13.0 measured; the release matrix sets the range
+        torch=">=2.4",  # measured: the repro reproduces on every release of the matrix, 2.4.1 to 2.15.0
         reason="LazyInstanceNorm{1,2,3}d() defaults to affine=True and track_running_stats=True (so it gets a bias, "
                "and after its first call weight, bias and running stats) although its docstring documents both as "
                "False, like InstanceNorm{1,2,3}d's",
