@@ -1,6 +1,8 @@
 """Hypothesis strategies for the ``parallel`` area: small trees (see cases.py), device counts, modules."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 from hypothesis import strategies as st
 
 from reference.parallel.scatter import chunk_sizes
@@ -33,22 +35,26 @@ def number_leaves(tree: tuple, start: int = 0) -> tuple:
     return walk(tree)
 
 
+@lru_cache(maxsize=None)
 def tensors(ndim: int, batch_axis_max: int = 9) -> st.SearchStrategy:
     """A tensor leaf of ``ndim`` dims; every axis may be the scattered one, so all are 1..batch_axis_max."""
     return st.tuples(*[st.integers(1, batch_axis_max)] * ndim).map(lambda shape: ("T", 0, shape))
 
 
+@lru_cache(maxsize=None)
 def seq(children: st.SearchStrategy, names: tuple, min_size: int = 0) -> st.SearchStrategy:
     return st.tuples(st.sampled_from(names), st.lists(children, min_size=min_size, max_size=3)).map(
         lambda t: ("seq", t[0] if t[0] != "Rec" else f"Rec{len(t[1])}", tuple(t[1])))
 
 
+@lru_cache(maxsize=None)
 def mapping(children: st.SearchStrategy, names: tuple, min_size: int = 0) -> st.SearchStrategy:
     return st.tuples(st.sampled_from(names), st.lists(st.tuples(st.sampled_from(KEYS), children), min_size=min_size,
                                                       max_size=3, unique_by=lambda kv: kv[0])).map(
         lambda t: ("map", t[0], tuple(t[1])))
 
 
+@lru_cache(maxsize=None)
 def trees(leaves: st.SearchStrategy, seq_names=("list", "tuple"), map_names=()) -> st.SearchStrategy:
     def extend(children):
         options = [seq(children, seq_names)]
@@ -59,31 +65,41 @@ def trees(leaves: st.SearchStrategy, seq_names=("list", "tuple"), map_names=()) 
     return st.recursive(leaves, extend, max_leaves=6)
 
 
+# The builders above are cached: hypothesis derives a strategy's properties (emptiness, recursion) the
+# first time it draws from it, so a strategy rebuilt inside every draw costs more than the test itself.
+# Caching changes no drawn value: draws depend on the choice sequence, not on the strategy object.
+@lru_cache(maxsize=None)
+def _scatter_trees(root: str, ndim: int) -> st.SearchStrategy:
+    tensor = tensors(ndim)
+    mixed = st.one_of(tensor, PLAIN)
+    if root == "tensor":
+        return tensor
+    if root == "sequence":
+        return seq(trees(mixed), ("list", "tuple"), min_size=1)
+    if root == "mapping":
+        # defaultdict is rarer: any non-empty one makes torch raise (a registered divergence)
+        names = ("dict", "OrderedDict", "MyDict", "dict", "OrderedDict", "MyDict", "defaultdict")
+        return mapping(trees(mixed, map_names=names), names, min_size=1)
+    if root == "namedtuple":
+        return seq(trees(mixed, seq_names=("tuple", "Rec")), ("Rec",))
+    if root == "plain":
+        return seq(trees(st.one_of(PLAIN, PLAIN, tensor)), ("list", "tuple"), min_size=1)
+    return st.sampled_from([("seq", "list", ()), ("seq", "tuple", ()), ("map", "dict", ()), ("map", "MyDict", ())])
+
+
 @st.composite
 def scatter_cases(draw, root: str = "tensor") -> ScatterCase:
     """``root``: tensor | tensors (flat tuple of several) | sequence | mapping | namedtuple | plain | empty."""
     ndim = draw(st.integers(1, 3))
     dim = draw(st.integers(-ndim, ndim - 1))
-    tensor = tensors(ndim)
-    mixed = st.one_of(tensor, PLAIN)
-    if root == "tensor":
-        tree = draw(tensor)
-    elif root == "tensors":
-        tree = ("seq", "tuple", tuple(draw(st.lists(tensor, min_size=2, max_size=4))))
-    elif root == "sequence":
-        tree = draw(seq(trees(mixed), ("list", "tuple"), min_size=1))
-    elif root == "mapping":
-        # defaultdict is rarer: any non-empty one makes torch raise (a registered divergence)
-        names = ("dict", "OrderedDict", "MyDict", "dict", "OrderedDict", "MyDict", "defaultdict")
-        tree = draw(mapping(trees(mixed, map_names=names), names, min_size=1))
-    elif root == "namedtuple":
-        tree = draw(seq(trees(mixed, seq_names=("tuple", "Rec")), ("Rec",)))
-    elif root == "plain":
-        tree = draw(seq(trees(st.one_of(PLAIN, PLAIN, tensor)), ("list", "tuple"), min_size=1))
-    else:  # empty containers next to other members
-        empty = st.sampled_from([("seq", "list", ()), ("seq", "tuple", ()), ("map", "dict", ()), ("map", "MyDict", ())])
+    if root == "tensors":
+        tree = ("seq", "tuple", tuple(draw(st.lists(tensors(ndim), min_size=2, max_size=4))))
+    elif root == "empty":  # empty containers next to other members
+        empty = _scatter_trees(root, ndim)
         tree = ("seq", draw(st.sampled_from(["list", "tuple"])),
-                tuple(draw(st.lists(st.one_of(empty, empty, tensor, PLAIN), min_size=1, max_size=4))))
+                tuple(draw(st.lists(st.one_of(empty, empty, tensors(ndim), PLAIN), min_size=1, max_size=4))))
+    else:
+        tree = draw(_scatter_trees(root, ndim))
     return ScatterCase(tree=number_leaves(tree), n_devices=draw(devices), dim=dim, dtype=draw(dtypes))
 
 
@@ -187,6 +203,16 @@ def mutate(draw, tree: tuple, kind: str, dim: int) -> tuple:
     return _replace(tree, draw(st.sampled_from(spots)), fn)
 
 
+@lru_cache(maxsize=None)
+def _gather_templates(root: str, leaves: str, ndim: int, map_names: tuple, seq_names: tuple) -> st.SearchStrategy:
+    tensor = st.tuples(*[st.integers(1, 3)] * ndim).map(lambda shape: ("T", 0, shape))
+    leaf = {"tensors": tensor, "none": st.one_of(tensor, st.just(("None",))),
+            "unsupported": st.one_of(tensor, PLAIN.filter(lambda p: p[0] != "None"))}[leaves]
+    inner = trees(leaf, seq_names, map_names)
+    roots = {"leaf": leaf, "seq": seq(inner, seq_names, min_size=1), "map": mapping(inner, map_names, min_size=1)}
+    return roots[root] if root != "any" else st.one_of(*roots.values())
+
+
 @st.composite
 def gather_cases(draw, root: str = "leaf", leaves: str = "tensors", mutations: tuple = (None,),
                  scalar: bool = False, map_names=("dict", "OrderedDict", "MyDict"),
@@ -196,12 +222,7 @@ def gather_cases(draw, root: str = "leaf", leaves: str = "tensors", mutations: t
     n = draw(st.integers(1 if mutation is None else 2, 4))
     ndim = 0 if scalar else (2 if mutation == "reshape" else draw(st.integers(1, 2)))
     dim = 0 if scalar else draw(st.integers(-ndim, ndim - 1))
-    tensor = st.tuples(*[st.integers(1, 3)] * ndim).map(lambda shape: ("T", 0, shape))
-    leaf = {"tensors": tensor, "none": st.one_of(tensor, st.just(("None",))),
-            "unsupported": st.one_of(tensor, PLAIN.filter(lambda p: p[0] != "None"))}[leaves]
-    inner = trees(leaf, seq_names, map_names)
-    roots = {"leaf": leaf, "seq": seq(inner, seq_names, min_size=1), "map": mapping(inner, map_names, min_size=1)}
-    template = draw(roots[root] if root != "any" else st.one_of(*roots.values()))
+    template = draw(_gather_templates(root, leaves, ndim, map_names, seq_names))
     outputs = [instantiate(template, j, draw(st.lists(st.integers(1, 3), min_size=1, max_size=3)),
                            lambda nd: dim % nd) for j in range(n)]
     if mutation is not None:
