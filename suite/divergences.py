@@ -87,6 +87,7 @@ class Divergence:
         return isinstance(case, self.case_type) and bool(self.when(case))
 
 
+@functools.lru_cache(maxsize=None)
 def applies_to_build(spec: str, torch_version: str) -> bool:
     version = Version(torch_version.split("+")[0])
     return SpecifierSet(spec).contains(version, prereleases=True)
@@ -114,8 +115,24 @@ class OverlappingEntries(Exception):
     """Two registry entries claim one example: the registry must say which behaviour torch has."""
 
 
+_BY_RULE: list = [None, {}]  # (the registry it indexes, rule -> its entries)
+
+
+def _entries_by_rule() -> dict[str, tuple[Divergence, ...]]:
+    """Each rule's entries: find() runs for every checked rule of every example, so it looks up, not scans
+    (rebuilt whenever all_divergences() hands back another registry, as tests that patch it do)."""
+    entries = all_divergences()
+    if _BY_RULE[0] is not entries:
+        by_rule: dict[str, list[Divergence]] = {}
+        for entry in entries:
+            for rule in entry.rules:
+                by_rule.setdefault(rule, []).append(entry)
+        _BY_RULE[:] = [entries, {rule: tuple(found) for rule, found in by_rule.items()}]
+    return _BY_RULE[1]
+
+
 def find(rule: str, case: Any, device: str, torch_version: str) -> Divergence | None:
-    found = [e for e in all_divergences() if e.applies(rule, case, device, torch_version)]
+    found = [e for e in _entries_by_rule().get(rule, ()) if e.applies(rule, case, device, torch_version)]
     if len(found) > 1:
         raise OverlappingEntries(f"entries {', '.join(e.id for e in found)} all apply to {rule} on {case!r}")
     return found[0] if found else None

@@ -2,6 +2,8 @@
 <= 3 workers), so multi-worker examples stay cheap on 2 cores."""
 from __future__ import annotations
 
+import functools
+
 from hypothesis import strategies as st
 
 from suite.data.cases import (LOADER_TIMEOUT, NO_TIMEOUT, CollateCase, DatasetCase, LoaderArgsCase, LoaderAttrCase,
@@ -131,7 +133,8 @@ def _leaf():
     )
 
 
-def collate_specs(max_depth: int = 2):
+@functools.lru_cache(maxsize=None)  # built once: collate_cases draws it per example, and hypothesis
+def collate_specs(max_depth: int = 2):  # derives a recursive strategy's properties on its first draw
     def extend(children):
         keys = st.sampled_from(["a", "b", "c", "z"])
         return st.one_of(
