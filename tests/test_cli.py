@@ -29,6 +29,7 @@ CHILD_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT)
     (["run", "--device", "warp9"], "unknown device 'warp9'"),
     (["run", "--device", "cpu,cuda:7"], "cuda:7"),
     (["run", "--jobs", "0"], "--jobs"),
+    (["run", "--jobs", "many"], "positive integer or auto"),
     (["run", "--seed", "x"], "--seed"),
     (["run", "--tests", "/nonexistent/test_x.py"], "no such file"),
     (["run", "--tests", "/tmp"], "not inside the suite's checkout"),
@@ -43,6 +44,20 @@ def test_bad_options_are_one_line_and_exit_2(argv, words, capsys, tmp_path, monk
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("torchconform: error: ") and words in err, err
     assert not list(tmp_path.iterdir()), "a rejected command must not write anything"
+
+
+@pytest.mark.parametrize("argv, jobs", [
+    ([], min(4, len(os.sched_getaffinity(0)))),  # a run of the areas: one process per core, at most 4
+    (["--jobs", "auto"], len(os.sched_getaffinity(0))),
+    (["--jobs", "3"], 3),
+    (["--tests", str(FIXTURES / "cli_interrupt_test.py")], 1),  # pytest.log names the test an interrupt stopped
+    (["--coverage"], 1),  # coverage measures one pytest process and its children
+])
+def test_default_jobs(argv, jobs):
+    from torchconform.cli import _parser
+    from torchconform.run import parse_options
+
+    assert parse_options(_parser().parse_args(["run", *argv]))["jobs"] == jobs
 
 
 def test_console_script_error_has_no_traceback(tmp_path):

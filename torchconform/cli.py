@@ -34,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--device", action="append", help="torch device(s), comma-separated or repeated "
                                                      "(default: cpu + every accelerator)")
     r.add_argument("--out", help="output directory (default: reports/out/<timestamp>/)")
-    r.add_argument("--jobs", "-j", help="run tests in N processes (pytest-xdist)")
+    r.add_argument("--jobs", "-j", help="run tests in N processes (pytest-xdist), or auto (every core); default: "
+                                          "one per core, at most 4, but 1 with --tests or --coverage")
     r.add_argument("--seed", help="hypothesis seed (replays one random run; note that hypothesis then "
                                          "skips its example database)")
     r.add_argument("--tests", action="append", help="run these test files/directories instead of the areas' "

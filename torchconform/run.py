@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -31,6 +32,24 @@ def parse_areas(values: list[str] | None) -> list[str]:
     return areas or list(AREAS)
 
 
+MAX_DEFAULT_JOBS = 4
+
+
+def default_jobs(args: argparse.Namespace) -> int:
+    """Test processes when --jobs is not given: one per core (at most MAX_DEFAULT_JOBS) for a run of the
+    areas -- the data area's workers and spawned processes spend much of their time waiting, and another
+    process uses it -- but one for --tests (a few chosen files: pytest.log then names the test a crash or an
+    interrupt stopped in) and for --coverage (which measures one pytest process and its children)."""
+    if getattr(args, "tests", None) or getattr(args, "coverage", False):
+        return 1
+    return min(cores(), MAX_DEFAULT_JOBS)
+
+
+def cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def parse_options(args: argparse.Namespace) -> dict:
     """Every option check before anything runs or is written."""
     from suite.devices import DeviceError, parse_devices
@@ -42,12 +61,14 @@ def parse_options(args: argparse.Namespace) -> dict:
         devices = parse_devices(args.device)
     except DeviceError as exc:
         raise UsageError(str(exc)) from None
-    jobs = None
-    if args.jobs is not None:
+    jobs = default_jobs(args)
+    if args.jobs == "auto":
+        jobs = cores()
+    elif args.jobs is not None:
         if not str(args.jobs).isdigit() or int(args.jobs) < 1:
-            raise UsageError(f"--jobs must be a positive integer, not {args.jobs!r}")
+            raise UsageError(f"--jobs must be a positive integer or auto, not {args.jobs!r}")
         jobs = int(args.jobs)
-    if jobs and jobs > 1 and getattr(args, "coverage", False):
+    if jobs > 1 and getattr(args, "coverage", False):
         raise UsageError("--coverage measures one pytest process and its workers: run it without --jobs")
     if getattr(args, "coverage", False):
         import importlib.util

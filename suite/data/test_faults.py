@@ -1,6 +1,6 @@
 """Faults as conformance: a worker exception, a killed worker and a timeout each surface in the
 main process as documented, and leave no worker process and no shared memory behind -- under every
-start method (drawn per example; forkserver pinned in every test, spawn for a worker exception)."""
+start method (drawn per example; forkserver and spawn pinned in every test)."""
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -29,6 +29,7 @@ def test_worker_exception(conform, case):
 @pytest.mark.rules(ref.F_INIT, ref.F_STRAY, ref.F_SHM)
 @FEW
 @example(case=LoaderCase(n=4, batch_size=1, num_workers=2, init_fail=1, start_method="forkserver"))
+@example(case=LoaderCase(n=3, batch_size=1, num_workers=1, init_fail=0, start_method="spawn"))
 @given(case=loader_cases(init_fail=st.integers(0, 2)))
 def test_worker_init_exception(conform, case):
     conform.check(case, ref.fault_expectations(case), run=run_loader)
@@ -42,6 +43,7 @@ def test_worker_init_exception(conform, case):
 @pytest.mark.rules(ref.F_KILL, ref.F_STRAY, ref.F_SHM)
 @VERY_FEW
 @example(case=LoaderCase(n=3, num_workers=2, fault=(0, "kill"), start_method="forkserver", timeout=0.0))
+@example(case=LoaderCase(n=2, num_workers=1, fault=(0, "kill"), start_method="spawn", timeout=0.0))
 @given(case=loader_cases(shuffle=False, n=st.integers(2, 8), fault=(0, "kill"), timeout=NO_TIMEOUT))
 def test_killed_worker(conform, case):
     conform.check(case, ref.fault_expectations(case), run=run_loader)
@@ -51,6 +53,7 @@ def test_killed_worker(conform, case):
 @pytest.mark.rules(ref.F_TIMEOUT, ref.F_STRAY, ref.F_SHM)
 @VERY_FEW
 @example(case=LoaderCase(n=3, num_workers=1, fault=(0, "hang"), timeout=HANG_TIMEOUT, start_method="forkserver"))
+@example(case=LoaderCase(n=2, num_workers=1, fault=(0, "hang"), timeout=HANG_TIMEOUT, start_method="spawn"))
 @given(case=loader_cases(shuffle=False, n=st.integers(2, 8), fault=(0, "hang"), timeout=HANG_TIMEOUT))
 def test_timeout(conform, case):
     conform.check(case, ref.fault_expectations(case), run=run_loader)
@@ -62,6 +65,8 @@ def test_timeout(conform, case):
 @VERY_FEW
 @example(case=LoaderCase(n=4, batch_size=2, num_workers=1, collate="list", fault=(0, "unloadable"),
                          start_method="forkserver", timeout=0.0))
+@example(case=LoaderCase(n=2, batch_size=1, num_workers=1, collate="list", fault=(0, "unloadable"),
+                         start_method="spawn"))
 @given(case=loader_cases(shuffle=False, n=st.integers(2, 8), fault=(0, "unloadable"), collate="list",
                          batch_size=st.sampled_from([1, 2, 3])))
 def test_receive_error(conform, case):

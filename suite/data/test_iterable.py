@@ -41,6 +41,8 @@ def test_iterable_workers(conform, case):
 @VERY_FEW
 @example(case=LoaderCase(n=0, iterable=True, datapipe=True, lengths=(7,), num_workers=2, batch_size=2, seed=7,
                          persistent=True, epochs=2, shuffle=False, start_method="forkserver"))
+@example(case=LoaderCase(n=0, iterable=True, datapipe=True, lengths=(5,), num_workers=2, batch_size=2, seed=11,
+                         shuffle=False, start_method="spawn"))
 @example(case=LoaderCase(n=0, iterable=True, datapipe=True, lengths=(5,), num_workers=0, batch_size=None, seed=8))
 @example(case=LoaderCase(n=0, iterable=True, datapipe=True, lengths=(6,), num_workers=2, batch_size=2, seed=9,
                          persistent=True, epochs=2, process_group=True))  # one rank: sharded by worker alone

@@ -63,6 +63,8 @@ def test_batch(conform, case):
 @example(case=SamplerCase("distributed", 5, 0, num_replicas=3, rank=2, drop_last=True))
 @example(case=SamplerCase("distributed", 7, 0, num_replicas=2, rank=0, shuffle=True, dist_seed=3, epochs=(0, 1, 1)))
 @example(case=SamplerCase("distributed", 7, 0, num_replicas=2, rank=2))
+@example(case=SamplerCase("distributed", 7, 0, num_replicas=2, rank=5))  # far outside, not only the first rank past
+@example(case=SamplerCase("distributed", 7, 0, num_replicas=2, rank=-1))
 @example(case=SamplerCase("distributed", 2, 0, num_replicas=5, rank=4))  # padding wraps more than once
 @example(case=SamplerCase("distributed", 4, 0, num_replicas=None, rank=0))  # no process group to ask
 @example(case=SamplerCase("distributed", 4, 0, num_replicas=2, rank=None))

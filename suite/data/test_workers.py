@@ -1,8 +1,8 @@
 """The multi-worker protocol for map-style datasets, seeding, persistent workers, in_order.
 
 Each example starts real worker processes: few examples, hard timeouts, tiny datasets.  The start method
-is drawn per example (mostly fork); the tests pin forkserver, and spawn where it could matter most (see
-suite/data/strategies.py: START_METHODS), with explicit examples, under the same rules.  The loader runs once per example (run_loader observes it whole); each rule is compared
+is drawn per example (mostly fork); every test pins forkserver and spawn with explicit examples, under the
+same rules (see suite/data/strategies.py: START_METHODS).  The loader runs once per example (run_loader observes it whole); each rule is compared
 with its part."""
 import pytest
 from hypothesis import example, given, settings
@@ -46,6 +46,8 @@ def test_single_process(conform, case):
 @FEW
 @example(case=LoaderCase(n=5, batch_size=2, num_workers=2, persistent=True, epochs=3, shuffle=True, seed=14,
                          start_method="forkserver"))
+@example(case=LoaderCase(n=4, batch_size=2, num_workers=1, persistent=True, epochs=2, shuffle=True, seed=15,
+                         init_fn=True, start_method="spawn"))
 @given(case=loader_cases(persistent=True, epochs=st.integers(2, 3), init_fn=st.booleans(), shuffle=True))
 def test_persistent_workers(conform, case):
     conform.check(case, ref.persistent_expectations(case), run=run_loader)
@@ -63,6 +65,8 @@ def out_of_order_loading():
 @FEW
 @example(case=LoaderCase(n=8, batch_size=1, num_workers=2, prefetch_factor=2, in_order=False, fault=(0, "slow")))
 @example(case=LoaderCase(n=8, batch_size=2, num_workers=2, in_order=False, seed=16, start_method="forkserver"))
+@example(case=LoaderCase(n=6, batch_size=1, num_workers=2, in_order=False, seed=17, fault=(1, "slow"),
+                         start_method="spawn"))
 @given(case=loader_cases(in_order=False, n=st.integers(6, 16),
                          fault=st.one_of(st.just(()), st.tuples(st.integers(0, 5), st.just("slow")))))
 def test_unordered(conform, out_of_order_loading, case):
@@ -76,6 +80,7 @@ def test_unordered(conform, out_of_order_loading, case):
 @pytest.mark.rules(ref.W_PREFETCH)
 @VERY_FEW
 @example(case=LoaderCase(n=8, batch_size=2, num_workers=2, prefetch_factor=1, start_method="forkserver"))
+@example(case=LoaderCase(n=8, batch_size=1, num_workers=1, prefetch_factor=2, start_method="spawn"))
 @given(case=loader_cases(shuffle=False, n=st.integers(8, 16), batch_size=st.sampled_from([1, 2]),
                          prefetch_factor=st.sampled_from([1, 2]), workers=st.integers(1, 2), drop_last=False))
 def test_prefetch_window(conform, case):
