@@ -27,8 +27,8 @@ CT_APPEND = rule("module.containers.append_extend",
     "append/extend/+= add items at the end under the next position keys and return the container.",
     f"{SRC}: Sequential.append, ModuleList.append, ModuleList.extend, ParameterList.append")
 CT_INSERT = rule("module.containers.insert",
-    "insert(i, m) puts m before position i (list semantics; Sequential rejects i outside [-n, n] with IndexError) "
-    "and shifts the rest.", f"{SRC}: Sequential.insert, ModuleList.insert")
+    "insert(i, m) puts m before position i (list semantics; Sequential rejects i outside [-n, n] with IndexError, "
+    "and a non-Module m, leaving itself unchanged) and shifts the rest.", f"{SRC}: Sequential.insert, ModuleList.insert")
 CT_ADD = rule("module.containers.add",
     "c + other returns a new container of the items of both, renumbered; self is unchanged.",
     f"{SRC}: Sequential.__add__, ModuleList.__add__")
@@ -192,7 +192,7 @@ def op_rule(program, op) -> str:
     return {"getitem": CT_INDEX, "getslice": CT_SLICE, "setitem": CT_SETITEM, "delitem": CT_DELETE,
             "delslice": CT_DELETE, "pop": CT_DELETE, "append": CT_APPEND, "slice_append": CT_APPEND, "extend": CT_APPEND, "iadd": CT_APPEND,
             "insert": CT_INSERT, "add": CT_ADD, "add_list": CT_ADD, "iadd_list": CT_APPEND, "mul": CT_MUL, "imul": CT_MUL, "rmul": CT_MUL,
-            "extend_bad": CT_APPEND, "len": CT_INDEX}[k]
+            "extend_bad": CT_APPEND, "insert_bad": CT_INSERT, "len": CT_INDEX}[k]
 
 
 def run(program, device: str = "cpu"):
@@ -267,6 +267,9 @@ def _apply(c, items, op, device="cpu"):
     if k in ("append", "extend", "iadd"):
         labels = a if k != "append" else (a[0],)
         return (True if k != "iadd" else None), items + [(str(n + j), _value(c, v)) for j, v in enumerate(labels)]
+    if k == "insert_bad":  # documented "module (Module)": anything else is refused, the container unchanged
+        # (torch's source raises AssertionError; the docs name no type, so TypeError would conform as well)
+        raise _Err(Raised("AssertionError|TypeError", None))
     if k == "insert":
         i = a[0]
         if c == "Sequential" and not -n <= i <= n:

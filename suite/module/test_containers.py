@@ -54,7 +54,7 @@ EXAMPLES = [
                                                               CtOp("dir", DIR_PROBE)), named=True),
     ContainerProgram("Sequential", (), (CtOp("call", (7,)), CtOp("iadd", ("m1", "m2")), CtOp("iadd_list", ("m3",)),
                                         CtOp("imul", (2,)), CtOp("setitem", (-1, "m5")), CtOp("insert", (-2, "m3")),
-                                        CtOp("insert", (9, "m3")))),
+                                        CtOp("insert", (9, "m3")), CtOp("insert_bad", (1, 5)), CtOp("len"))),
     ContainerProgram("ModuleList", ("m1", "m1", "m2", "m4", "m5"), (
         CtOp("repr"), CtOp("setitem", (-1, "m3")), CtOp("getslice", (None, None, 2)), CtOp("extend_bad", (5,)),
         CtOp("dir", DIR_PROBE), CtOp("call", (7,)))),

@@ -127,6 +127,8 @@ def apply(c, pool: dict, op: CtOp):
         return type(text).__name__, [t for t in a if t in text]
     if k == "extend_bad":
         return c.extend(a[0])
+    if k == "insert_bad":  # a non-Module value, as it is
+        return c.insert(a[0], a[1])
     if k == "imul":
         c *= a[0]
         return None
