@@ -1,3 +1,3 @@
 """The executable spec of torch.nn.Module (area ``module``): importing this package
 registers every ``module.*`` rule."""
-from reference.module import containers, convert, hooks, registration, state, traversal, tree  # noqa: F401
+from reference.module import compiled, containers, convert, hooks, registration, state, traversal, tree  # noqa: F401

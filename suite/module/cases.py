@@ -273,3 +273,10 @@ class MiscCase:
     load_assign_parameter (reference/module/state.py: load_single)."""
     kind: str
     entries: tuple = ()
+
+
+@dataclass(frozen=True)
+class CompileCase:
+    """Module.compile with a recording backend, then ``calls`` calls (reference/module/compiled.py)."""
+    calls: int
+    hook: bool  # a forward hook that adds 10 to the output
