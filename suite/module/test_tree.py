@@ -11,6 +11,8 @@ stops applying to the build.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import event, given, settings, target
 from hypothesis import strategies as st
@@ -29,6 +31,8 @@ from suite.module.torch_side.tree import run_tree_program
 # _register_state_dict_hook): before it, module.state_dict.hooks is not observed (the rule reaches no example).
 MACHINE_OBSERVABLES = tuple(what for what in OBSERVABLES if what != "state_dict_hooks" or since("2.5"))
 
+
+LOOKUPS = ("get_submodule", "get_parameter", "get_buffer")
 
 # What every step observes: the op's outcome, the registration hook calls during it, every observable.
 STEP = ("result", "registration", *MACHINE_OBSERVABLES)
@@ -50,8 +54,29 @@ class TreeMachine(RuleBasedStateMachine):
         if hasattr(self, "paths"):
             target(float(self.paths), label="tree paths")
 
-    @hrule(op=op_strategy())
-    def step(self, op):
+    @hrule(op=op_strategy(), data=st.data())
+    def step(self, op, data):
+        if op.kind in LOOKUPS:
+            op = self._existing_path(op, data)
+        self._run(op)
+
+    def _existing_path(self, op, data):
+        """Three lookups in four (get_submodule / get_parameter / get_buffer) get a target and a path under it that
+        exists: op_strategy's random paths almost never name one (measured over the ci run: get_parameter
+        never found its parameter, get_submodule 2 of 39; with this, about 20 lookups a run succeed), so the
+        lookups' success -- walking several levels, through shared children, to the registered object -- went
+        unchecked."""
+        if op.kind == "get_submodule":
+            found = [(label, name) for label in MODULES for name, _ in trav.named_modules(self.world, label) if name]
+        else:
+            store = "params" if op.kind == "get_parameter" else "buffers"
+            found = [(label, name) for label in MODULES for name, _ in trav.named_members(self.world, label, store)]
+        if found and data.draw(st.integers(0, 3), label="an existing path") > 0:
+            target, name = data.draw(st.sampled_from(found), label="target and path")
+            return dataclasses.replace(op, target=target, name=name)
+        return op
+
+    def _run(self, op):
         if avoided(self.world, self.ops, op, self.device):
             event("tree: skipped op in a divergent/cyclic region")
             return
