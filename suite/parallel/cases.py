@@ -86,6 +86,7 @@ class ScatterCase:
     n_devices: int
     dim: int = 0
     dtype: str = "float32"
+    dim_given: bool = True  # False: dim is left out of the call (its default, 0)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class ScatterKwargsCase:
     n_devices: int
     dim: int = 0
     dtype: str = "float32"
+    dim_given: bool = True  # False: dim is left out of the call (its default, 0)
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class GatherCase:
     outputs: tuple  # one tree per replica
     dim: int = 0
     dtype: str = "float32"
+    dim_given: bool = True  # False: dim is left out of the call (its default, 0)
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,8 @@ def scatter_cases(draw, root: str = "tensor") -> ScatterCase:
                 tuple(draw(st.lists(st.one_of(empty, empty, tensors(ndim), PLAIN), min_size=1, max_size=4))))
     else:
         tree = draw(_scatter_trees(root, ndim))
-    return ScatterCase(tree=number_leaves(tree), n_devices=draw(devices), dim=dim, dtype=draw(dtypes))
+    return ScatterCase(tree=number_leaves(tree), n_devices=draw(devices), dim=dim, dtype=draw(dtypes),
+                       dim_given=dim != 0 or draw(st.booleans()))  # dim 0 is the default: sometimes left out
 
 
 @st.composite
@@ -121,7 +122,7 @@ def scatter_kwargs_cases(draw, non_tensor: bool = False) -> ScatterKwargsCase:
         kwargs = draw(st.one_of(st.none(), mapping(tensor, ("dict",))))
     tree = number_leaves(("seq", "tuple", (inputs, kwargs or ("None",))))
     return ScatterKwargsCase(inputs=tree[2][0], kwargs=None if kwargs is None else tree[2][1], n_devices=n,
-                             dim=dim, dtype=draw(dtypes))
+                             dim=dim, dtype=draw(dtypes), dim_given=dim != 0 or draw(st.booleans()))
 
 
 # ---- gather -------------------------------------------------------------------------------------
@@ -228,7 +229,7 @@ def gather_cases(draw, root: str = "leaf", leaves: str = "tensors", mutations: t
     if mutation is not None:
         j = draw(st.integers(0, n - 1))
         outputs[j] = mutate(draw, outputs[j], mutation, dim)
-    return GatherCase(outputs=tuple(outputs), dim=dim, dtype=draw(dtypes))
+    return GatherCase(outputs=tuple(outputs), dim=dim, dtype=draw(dtypes), dim_given=dim != 0 or draw(st.booleans()))
 
 
 # ---- replicate ----------------------------------------------------------------------------------

@@ -9,12 +9,17 @@ from suite.parallel.cases import GatherCase, ScatterCase, ScatterKwargsCase
 from suite.parallel.torch_side.common import (GATHER_WARNING_PREFIX, SCATTER_GATHER, build, encode, replica_device,
                                               target_indices, transport)
 
+def _dim(case) -> tuple:
+    """The dim argument of the call, or none: the case then has dim 0, the signatures' default."""
+    return (case.dim,) if case.dim_given else ()
+
+
 def run_scatter(case: ScatterCase, device: str) -> dict:
     seen: set = set()
     tree = build(case.tree, device, case.dtype, seen, {})
     try:
         with transport(device):
-            result = SCATTER_GATHER.scatter(tree, target_indices(device, case.n_devices), case.dim)
+            result = SCATTER_GATHER.scatter(tree, target_indices(device, case.n_devices), *_dim(case))
     except Exception as exc:
         return {"type": "raised", "replicas": Raised.from_exception(exc)}
     return {"type": type(result).__name__, "replicas": [encode(r, seen) for r in result]}
@@ -25,7 +30,7 @@ def run_scatter_unpatched(case: ScatterCase, device: str) -> dict:
     seen: set = set()
     tree = build(case.tree, "cpu", case.dtype, seen, {})
     try:
-        result = SCATTER_GATHER.scatter(tree, list(range(case.n_devices)), case.dim)
+        result = SCATTER_GATHER.scatter(tree, list(range(case.n_devices)), *_dim(case))
     except Exception as exc:
         return {"type": "raised", "replicas": Raised.from_exception(exc)}
     return {"type": type(result).__name__, "replicas": [encode(r, seen) for r in result]}
@@ -39,7 +44,7 @@ def run_scatter_kwargs(case: ScatterKwargsCase, device: str) -> dict:
     try:
         with transport(device):
             ins, kws = SCATTER_GATHER.scatter_kwargs(inputs, kwargs, target_indices(device, case.n_devices),
-                                                     case.dim)
+                                                     *_dim(case))
     except Exception as exc:
         return {"inputs": Raised.from_exception(exc), "kwargs": None}
     return {"inputs": (type(ins).__name__, [encode(x, seen) for x in ins]),
@@ -55,7 +60,7 @@ def run_gather(case: GatherCase, device: str) -> dict:
         warnings.simplefilter("always")
         try:
             with transport(device):
-                result = SCATTER_GATHER.gather(outputs, targets[0], case.dim)
+                result = SCATTER_GATHER.gather(outputs, targets[0], *_dim(case))
         except Exception as exc:
             return {"result": Raised.from_exception(exc), "warnings": None}
     return {"result": encode(result, seen),
@@ -67,7 +72,7 @@ def run_gather_cpu_tensors(case: GatherCase, device: str):
     """torch's own Gather on CPU tensors (no stand-in)."""
     outputs = [build(tree, "cpu", case.dtype, set(), {}) for tree in case.outputs]
     try:
-        return encode(SCATTER_GATHER.gather(outputs, 0, case.dim), set())
+        return encode(SCATTER_GATHER.gather(outputs, 0, *_dim(case)), set())
     except Exception as exc:
         return Raised.from_exception(exc)
 
