@@ -30,12 +30,16 @@ C_STR = rule("data.collate.str_bytes",
              f"{COLLATE}: collate_str_fn")
 C_MAP = rule("data.collate.mapping",
              "A batch of mappings becomes a mapping of the same type with the first element's keys, each value "
-             "collated.", f"{COLLATE}: collate")
+             "collated; a plain dict where that type cannot be built from a dict.",
+             f"{COLLATE}: default_collate ('Mapping[K, V_i] -> Mapping[K, default_collate([V_1, V_2, ...])]'), "
+             "collate (the except TypeError fallback: 'The mapping type may not support ... __init__(iterable)')")
 C_NT = rule("data.collate.namedtuple", "A batch of namedtuples becomes the namedtuple of collated fields.",
             f"{COLLATE}: collate")
 C_SEQ = rule("data.collate.sequence",
-             "A batch of sequences is transposed and each position collated; tuples come back as lists.",
-             f"{COLLATE}: collate")
+             "A batch of sequences is transposed and each position collated; tuples come back as lists, other "
+             "sequences as their own type, or a list where that type cannot be built from a list (range).",
+             f"{COLLATE}: default_collate ('Sequence[V1_i, V2_i, ...] -> Sequence[default_collate([V1_1, V1_2, "
+             "...]), ...]'), collate ('The sequence type may not support ... __init__(iterable) (e.g., range)')")
 C_RAGGED = rule("data.collate.unequal_length",
                 "Sequences of unequal length raise RuntimeError('each element in list of batch should be of "
                 "equal size').", f"{COLLATE}: collate")
@@ -45,6 +49,10 @@ C_UNSUPPORTED = rule("data.collate.unsupported_type",
 C_SPARSE = rule("data.collate.sparse_unsupported",
                 "default_collate refuses batches of sparse tensors with RuntimeError (use a custom collate_fn).",
                 f"{COLLATE}: collate_tensor_fn")
+C_NESTED = rule("data.collate.nested_unsupported",
+                "default_collate refuses batches of nested tensors with RuntimeError (use a custom collate_fn).",
+                f"{COLLATE}: collate_tensor_fn ('Batches of nested tensors are not currently supported by the "
+                "default collate_fn'; measured: in the 2.4.1 to 2.15.0 wheels)")
 C_CUSTOM_MAP = rule("data.collate.collate_fn_map",
                     "collate(collate_fn_map=...) uses the entry for the exact element type, else the first key in "
                     "insertion order that the element is an instance of.", f"{COLLATE}: collate")
@@ -55,8 +63,10 @@ C_WORKER = rule("data.collate.in_worker",
                                      "torch/_utils.py: ExceptionWrapper.reraise")
 C_CONVERT = rule("data.convert.default_convert",
                  "With batch_size=None each sample is passed through default_convert: numpy arrays and scalars become "
-                 "tensors (string arrays kept), tuples become lists, mappings and namedtuples keep their type, "
-                 "everything else is unchanged.", f"{COLLATE}: default_convert")
+                 "tensors (string arrays kept), tuples become lists, mappings, namedtuples and other sequences keep "
+                 "their type (a plain dict or list where that type cannot be built from one, as range), everything "
+                 "else is unchanged.", f"{COLLATE}: default_convert ('The general input type to output type mapping "
+                 "is similar to that of default_collate'; the except TypeError fallbacks)")
 C_CUSTOM_FN = rule("data.collate.custom_fn",
                    "A custom collate_fn receives the list of samples of one batch in sampler order and runs in the "
                    "worker that fetched them.", f"{LOADER}: DataLoader (collate_fn); torch/utils/data/_utils/fetch.py")
@@ -75,8 +85,23 @@ def collate_rule(spec: tuple, mode: str) -> str:
     kind = spec[0]
     return {"tensor": C_TENSOR, "ndarray": C_NDARRAY, "npscalar": C_NPSCALAR, "int": C_NUMBER, "float": C_NUMBER,
             "bool": C_NUMBER, "intfloat": C_FIRST, "str": C_STR, "bytes": C_STR, "map": C_MAP, "namedtuple": C_NT,
-            "tuple": C_SEQ, "list": C_SEQ, "ragged": C_RAGGED, "none": C_UNSUPPORTED,
-            "opaque": C_UNSUPPORTED, "sparse": C_SPARSE}[kind]
+            "tuple": C_SEQ, "list": C_SEQ, "row": C_SEQ, "range": C_SEQ, "ragged": C_RAGGED, "none": C_UNSUPPORTED,
+            "opaque": C_UNSUPPORTED, "sparse": C_SPARSE, "nested": C_NESTED}[kind]
+
+
+def _kept_type(elem, plain: type) -> str:
+    """The name of the type a collated/converted mapping or sequence comes back as: the input's own type
+    where it can be built from a ``plain`` dict/list (or, mutable, copied and updated), else ``plain``.
+    Building an empty one asks the input's type, not torch."""
+    from collections.abc import MutableMapping, MutableSequence
+
+    if isinstance(elem, (MutableMapping, MutableSequence)):
+        return type(elem).__name__
+    try:
+        type(elem)(plain())
+    except TypeError:
+        return plain.__name__
+    return type(elem).__name__
 
 
 class _CollateError(Exception):
@@ -106,6 +131,8 @@ def model_collate(batch: list, custom: bool = False):
         exact = (int, float, str, bytes, torch.Tensor, np.ndarray)
         if type(elem) not in exact and (isinstance(elem, (int, np.integer))):
             return ("tuple", [("str", "counted"), ("int", len(batch))])
+    if isinstance(elem, torch.Tensor) and elem.is_nested:
+        raise _CollateError(Raised("RuntimeError", r"Batches of nested tensors are not currently supported"))
     if isinstance(elem, torch.Tensor) and elem.layout != torch.strided:
         raise _CollateError(Raised("RuntimeError", r"Batches of sparse tensors are not currently supported"))
     if isinstance(elem, torch.Tensor):
@@ -133,13 +160,14 @@ def model_collate(batch: list, custom: bool = False):
 
     if isinstance(elem, Mapping):
         items = {k: model_collate([d[k] for d in batch], custom) for k in elem}
-        return ("map", type(elem).__name__, items)
+        return ("map", _kept_type(elem, dict), items)
     if isinstance(elem, tuple) and hasattr(elem, "_fields"):
         return ("namedtuple", type(elem).__name__, [model_collate(tuple(f), custom) for f in zip(*batch)])
     if isinstance(elem, Sequence):
         if any(len(x) != len(elem) for x in batch):
             raise _CollateError(Raised("RuntimeError", r"each element in list of batch should be of equal size"))
-        return ("list", [model_collate(tuple(f), custom) for f in zip(*batch)])
+        kept = "list" if isinstance(elem, tuple) else _kept_type(elem, list)
+        return (kept, [model_collate(tuple(f), custom) for f in zip(*batch)])
     raise _CollateError(Raised("TypeError", r"default_collate: batch must contain tensors, numpy arrays, numbers, "
                                             r"dicts or lists; found"))
 
@@ -155,11 +183,12 @@ def model_convert(sample):
     if isinstance(sample, (np.bool_, np.number)):
         return _tensor_pic(_NP_TO_TORCH[type(sample).__name__], "cpu", sample.item())
     if isinstance(sample, Mapping):
-        return ("map", type(sample).__name__, {k: model_convert(v) for k, v in sample.items()})
+        return ("map", _kept_type(sample, dict), {k: model_convert(v) for k, v in sample.items()})
     if isinstance(sample, tuple) and hasattr(sample, "_fields"):
         return ("namedtuple", type(sample).__name__, [model_convert(v) for v in sample])
     if isinstance(sample, Sequence) and not isinstance(sample, (str, bytes)):
-        return ("list", [model_convert(v) for v in sample])
+        kept = "list" if isinstance(sample, tuple) else _kept_type(sample, list)
+        return (kept, [model_convert(v) for v in sample])
     import torch  # an input may be a tensor: we only read its values, dtype and device
 
     if isinstance(sample, torch.Tensor):

@@ -10,6 +10,7 @@ from conform.outcome import Raised
 from conform.rules import rule
 from reference.data.rng import DATASET, DOC, MT
 from reference.data.collate import _tensor_pic
+from reference.versions import since
 
 
 DS_CONCAT = rule("data.dataset.concat_index",
@@ -24,8 +25,11 @@ DS_CONCAT_OOB = rule("data.dataset.concat_out_of_range", "ConcatDataset index >=
 DS_SUBSET = rule("data.dataset.subset",
                  "Subset[k] is dataset[indices[k]] with Python indexing of indices (negatives wrap, out of range "
                  "raises IndexError); __getitems__(ks), what the DataLoader's fetcher calls, is [Subset[k] for k in "
-                 "ks], also when the wrapped dataset has its own __getitems__ (a nested Subset).",
-                 f"{DATASET}: Subset.__getitem__, Subset.__getitems__; torch/utils/data/_utils/fetch.py")
+                 "ks], also when the wrapped dataset has its own __getitems__ (a nested Subset); Subset[ks] with a "
+                 "list of positions asks the wrapped dataset once, dataset[[indices[k] for k in ks]] (a dataset "
+                 "that takes a list of indices, such as a Subset of a Subset, is sliced in one call).",
+                 f"{DATASET}: Subset.__getitem__ ('if isinstance(idx, list)', pytorch/pytorch#59513), "
+                 "Subset.__getitems__; torch/utils/data/_utils/fetch.py")
 DS_CHAIN = rule("data.dataset.chain", "ChainDataset yields its members in order; len is the sum of lens; a + b of "
                 "iterable datasets is ChainDataset([a, b]).", f"{DATASET}: ChainDataset, IterableDataset.__add__")
 DS_STACK = rule("data.dataset.stack",
@@ -42,6 +46,15 @@ DS_KIND = rule("data.dataset.kind_checks",
                "__getitem__ raises NotImplementedError (subclasses implement it).",
                f"{DATASET}: ConcatDataset.__init__, ChainDataset.__iter__, ChainDataset.__len__, "
                "StackDataset.__init__, Dataset.__getitem__")
+DS_USER_ERRORS = rule("data.dataset.user_errors",
+                      "Datasets built wrongly by the user are refused: StackDataset.__getitems__ raises ValueError "
+                      "('Nested dataset's output size mismatch') when a member's own __getitems__ returns a number "
+                      "of samples other than the number of indices asked (positional and keyword form); from torch "
+                      "2.11 a Subset subclass that overrides __getitem__ but not __getitems__ raises "
+                      "NotImplementedError when built (the DataLoader would otherwise bypass its __getitem__).",
+                      f"{DATASET}: Dataset ('__getitems__ ... accepts list of indices of samples of batch and returns "
+                      "list of samples'), StackDataset.__getitems__, Subset.__init__ (pytorch/pytorch#163961, "
+                      "fixing #163184; measured: present in the 2.11.0 wheel's dataset.py, absent in 2.10.0's)")
 DS_FETCH_BATCHED = rule("data.dataset.batched_fetch",
                         "With automatic batching, a map-style dataset that defines __getitems__ is asked once per "
                         "batch, __getitems__(the batch's indices), and collate_fn gets the list it returned; one "
@@ -80,8 +93,16 @@ def dataset_rule(case) -> str:
         return SPLIT if sum(lengths) == case.sizes[0] else SPLIT_ERR
     if case.kind == "fetch":
         return DS_FETCH_UNBATCHED if case.batch_size is None else DS_FETCH_BATCHED
+    if case.kind == "kind_checks" and case.index >= len(KIND_CHECK_IDS):
+        return DS_USER_ERRORS
     return {"subset": DS_SUBSET, "chain": DS_CHAIN, "stack": DS_STACK, "tensor": DS_TENSOR,
             "kind_checks": DS_KIND}[case.kind]
+
+
+# the kind_checks variants (DatasetCase.index), then those of the user-error rule
+KIND_CHECK_IDS = ("concat-empty", "concat-iterable", "chain-map", "chain-map-len", "stack-args-and-kwargs",
+                  "stack-none", "dataset-base")
+USER_ERROR_IDS = ("stack-getitems-miscount", "stack-getitems-miscount-dict", "subset-getitem-only")
 
 
 def dataset_outcome(case, device: str = "cpu", positions: list | None = None):
@@ -105,7 +126,12 @@ def dataset_outcome(case, device: str = "cpu", positions: list | None = None):
                 Raised("AssertionError", r"ChainDataset only supports IterableDataset"),
                 Raised("ValueError", r"both types are given"),
                 Raised("ValueError", r"At least one dataset should be passed"),
-                Raised("NotImplementedError")][case.index]
+                Raised("NotImplementedError"),
+                # a member whose __getitems__ returns one sample too many, asked for 2: tuple, then dict form
+                Raised("ValueError", r"Nested dataset's output size mismatch\. Expected 2, got 3"),
+                Raised("ValueError", r"Nested dataset's output size mismatch\. Expected 2, got 3"),
+                Raised("NotImplementedError", r"overrides __getitem__ but not __getitems__") if since("2.11")
+                else "accepted"][case.index]
     if case.kind == "subset":
         base, idx = members[0], list(case.indices)
         items = []
@@ -113,7 +139,8 @@ def dataset_outcome(case, device: str = "cpu", positions: list | None = None):
             items.append(base[idx[k]] if -len(idx) <= k < len(idx) else Raised("IndexError"))
         ks = positions
         return {"len": len(idx), "items": items, "batch": [base[idx[k]] for k in ks],
-                "nested": [base[idx[k]] for k in ks], "loaded": [base[i] for i in idx]}
+                "nested": [base[idx[k]] for k in ks], "loaded": [base[i] for i in idx],
+                "listed": {"asked": [idx[k] for k in ks]}}
     if case.kind == "chain":
         return {"len": sum(case.sizes), "items": [k for s in case.sizes for k in range(s)]}
     if case.kind == "stack":

@@ -11,6 +11,11 @@ from conform.rules import rule
 from reference.data.rng import SAMPLER, global_seed, MT
 
 
+S_BASE = rule("data.sampler.base_class",
+              "The Sampler base class provides no iteration: iterating it raises NotImplementedError (every "
+              "subclass provides __iter__), and it has no __len__ (len() raises TypeError); it draws nothing.",
+              f"{SAMPLER}: Sampler ('Every Sampler subclass has to provide an :meth:`__iter__` method'; NOTE [ Lack "
+              "of Default `__len__` in Python Abstract Base Classes ])")
 SEQ_ORDER = rule("data.sampler.sequential.order", "SequentialSampler yields 0..len-1 in order, every pass.",
                  f"{SAMPLER}: SequentialSampler")
 RS_PERM = rule("data.sampler.random.permutation",
@@ -125,6 +130,8 @@ def _positive_int(x) -> bool:
 
 def sampler_rule(case) -> str:
     """The most specific ordering rule a sampler case exercises."""
+    if case.kind == "base":
+        return S_BASE
     if case.kind == "sequential":
         return SEQ_ORDER
     if case.kind == "random":
@@ -202,6 +209,8 @@ def sampler_outcome(case):
     g = MT(case.seed) if case.use_generator else None
     stream = g if g is not None else glob
     n = case.n
+    if case.kind == "base":
+        return {"len": Raised("TypeError"), "passes": [Raised("NotImplementedError")], "next": stream.random64()}
     if case.kind == "sequential":
         return {"len": n, "passes": [list(range(n))] * case.passes, "next": stream.random64()}
     if case.kind == "random":

@@ -8,7 +8,8 @@ The reference reads Cases by their attributes only; the tests hand it the inputs
 from __future__ import annotations
 
 import collections
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +35,7 @@ class RngCase:
 
 @dataclass(frozen=True)
 class SamplerCase:
-    kind: str  # sequential | random | subset_random | weighted | batch | distributed
+    kind: str  # base (the Sampler class itself) | sequential | random | subset_random | weighted | batch | distributed
     n: int
     seed: int
     use_generator: bool = True
@@ -166,6 +167,27 @@ class FrozenMap(Mapping):
         return len(self._data)
 
 
+class FixedMap(FrozenMap):
+    """A read-only Mapping built from keyword arguments only: it cannot be built from a dict, so collate and
+    default_convert give a plain dict for it."""
+
+    def __init__(self, **fields):
+        super().__init__(fields)
+
+
+class Row(Sequence):
+    """An immutable Sequence (not a tuple) built from a list: collate and default_convert keep its type."""
+
+    def __init__(self, items):
+        self._items = tuple(items)
+
+    def __getitem__(self, i):
+        return self._items[i]
+
+    def __len__(self):
+        return len(self._items)
+
+
 class Opaque:
     """An element type default_collate does not know."""
 
@@ -197,6 +219,12 @@ def make_sample(spec: tuple, seed: int, i: int, device: str = "cpu", path: str =
         vals = _array_values(spec, seed, i, path).astype(np.float64)
         t = torch.tensor(vals / 4 if dtype.startswith("float") else (vals % 2 == 0 if dtype == "bool" else vals))
         return t.to(getattr(torch, dtype)).reshape(shape).to(device)
+    if kind == "range":  # a Sequence that cannot be built from a list
+        return range(v, v + 2)
+    if kind == "nested":
+        with warnings.catch_warnings():  # "the PyTorch API of nested tensors is in prototype stage"
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.nested.nested_tensor([torch.tensor([v / 4]), torch.tensor([v / 4, 0.5])]).to(device)
     if kind == "sparse":
         return torch.tensor([[0.0, v / 4], [1.0, 0.0]]).to(device).to_sparse()
     if kind == "ndarray":
@@ -220,12 +248,14 @@ def make_sample(spec: tuple, seed: int, i: int, device: str = "cpu", path: str =
             return collections.OrderedDict(mapping)
         if spec[1] == "FrozenMap":
             return FrozenMap(mapping)
+        if spec[1] == "FixedMap":
+            return FixedMap(**mapping)
         return mapping
     if kind == "namedtuple":
         return Pair(make_sample(spec[1], seed, i, device, path + ".x"), make_sample(spec[2], seed, i, device, path + ".y"))
-    if kind in ("tuple", "list"):
+    if kind in ("tuple", "list", "row"):
         items = [make_sample(sub, seed, i, device, f"{path}[{k}]") for k, sub in enumerate(spec[1])]
-        return tuple(items) if kind == "tuple" else items
+        return {"tuple": tuple, "list": list, "row": Row}[kind](items)
     if kind == "ragged":  # a list whose length depends on the sample
         return [make_sample(spec[1], seed, i, device, f"{path}[{k}]") for k in range(1 + (i % 2))]
     raise ValueError(kind)

@@ -138,14 +138,14 @@ def collate_specs(max_depth: int = 2):  # derives a recursive strategy's propert
     def extend(children):
         keys = st.sampled_from(["a", "b", "c", "z"])
         return st.one_of(
-            st.tuples(st.just("map"), st.sampled_from(["dict", "OrderedDict", "FrozenMap"]),
+            st.tuples(st.just("map"), st.sampled_from(["dict", "OrderedDict", "FrozenMap", "FixedMap"]),
                       st.lists(st.tuples(keys, children), min_size=1, max_size=3, unique_by=lambda kv: kv[0])
                       .map(tuple)),
             st.tuples(st.just("namedtuple"), children, children),
-            st.tuples(st.sampled_from(["tuple", "list"]), st.lists(children, min_size=1, max_size=3).map(tuple)),
+            st.tuples(st.sampled_from(["tuple", "list", "row"]), st.lists(children, min_size=1, max_size=3).map(tuple)),
         )
 
-    rare = st.sampled_from([("none",), ("opaque",), ("ndarray", "<U3", (2,)), ("ragged", ("int",))])
+    rare = st.sampled_from([("none",), ("opaque",), ("ndarray", "<U3", (2,)), ("ragged", ("int",)), ("range",)])
     return st.recursive(st.one_of(_leaf(), _leaf(), _leaf(), rare), extend, max_leaves=5)
 
 

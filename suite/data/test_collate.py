@@ -12,7 +12,8 @@ EXAMPLE_SPECS = [("tensor", "float32", (2,)), ("ndarray", "int16", (2, 1)), ("nd
                  ("npscalar", "float32"), ("npscalar", "bool_"), ("int",), ("float",), ("bool",), ("intfloat",),
                  ("str",), ("bytes",), ("map", "FrozenMap", (("b", ("int",)), ("a", ("float",)))),
                  ("namedtuple", ("int",), ("str",)), ("tuple", (("int",), ("bool",))), ("ragged", ("int",)),
-                 ("none",), ("opaque",)]
+                 ("none",), ("opaque",), ("map", "FixedMap", (("a", ("ndarray", "int16", (2,))),)),
+                 ("row", (("int",), ("ndarray", "float32", (1,)))), ("range",)]
 
 
 def with_examples(mode):
@@ -24,7 +25,7 @@ def with_examples(mode):
 
 
 COLLATE_RULES = (ref.C_SPARSE, ref.C_TENSOR, ref.C_NDARRAY, ref.C_NPSCALAR, ref.C_NUMBER, ref.C_FIRST, ref.C_STR,
-                 ref.C_MAP, ref.C_NT, ref.C_SEQ, ref.C_RAGGED, ref.C_UNSUPPORTED)
+                 ref.C_MAP, ref.C_NT, ref.C_SEQ, ref.C_RAGGED, ref.C_UNSUPPORTED, ref.C_NESTED)
 
 
 def _check(conform, case, device):
@@ -33,6 +34,7 @@ def _check(conform, case, device):
 
 
 @pytest.mark.rules(*COLLATE_RULES)
+@example(case=CollateCase(spec=("nested",), batch=2, seed=1))
 @example(case=CollateCase(spec=("sparse",), batch=2, seed=1))
 @example(case=CollateCase(spec=("map", "dict", (("s", ("sparse",)),)), batch=2, seed=2))
 @with_examples("collate")

@@ -51,10 +51,15 @@ def test_random_split(conform, case):
 
 
 @pytest.mark.rules(ref.DS_KIND)
-@pytest.mark.parametrize("variant", range(7), ids=["concat-empty", "concat-iterable", "chain-map", "chain-map-len",
-                                                    "stack-args-and-kwargs", "stack-none", "dataset-base"])
+@pytest.mark.parametrize("variant", range(len(ref.KIND_CHECK_IDS)), ids=ref.KIND_CHECK_IDS)
 def test_kind_checks(conform, variant):
     _check(conform, "cpu", DatasetCase("kind_checks", index=variant))
+
+
+@pytest.mark.rules(ref.DS_USER_ERRORS)
+@pytest.mark.parametrize("variant", range(len(ref.USER_ERROR_IDS)), ids=ref.USER_ERROR_IDS)
+def test_user_errors(conform, variant):
+    _check(conform, "cpu", DatasetCase("kind_checks", index=len(ref.KIND_CHECK_IDS) + variant))
 
 
 @pytest.mark.rules(ref.DS_FETCH_BATCHED, ref.DS_FETCH_UNBATCHED)

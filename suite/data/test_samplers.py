@@ -8,6 +8,12 @@ from suite.data.strategies import sampler_cases
 from suite.data.torch_side.samplers import run_distributed_all_ranks, run_sampler
 
 
+@pytest.mark.rules(ref.S_BASE)
+def test_base_class(conform):
+    case = SamplerCase("base", 3, 1)
+    conform.check(case, ref.expectations(case), run=run_sampler)
+
+
 @pytest.mark.rules(ref.SEQ_ORDER)
 @given(case=sampler_cases("sequential"))
 def test_sequential(conform, case):

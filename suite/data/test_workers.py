@@ -27,7 +27,8 @@ VERY_FEW = settings(max_examples=min(4, settings.default.max_examples))
                          start_method="spawn", fault=(2, "slow")))
 @example(case=LoaderCase(n=6, batch_size=2, num_workers=3, seed=12, init_fn=True, use_generator=False,
                          start_method="forkserver", timeout=0.0))
-@example(case=LoaderCase(n=5, batch_size=2, num_workers=2, shuffle=True, seed=20, datapipe=True))  # a MapDataPipe
+# a MapDataPipe, its sharding worker_init_fn calling the user's after sharding
+@example(case=LoaderCase(n=5, batch_size=2, num_workers=2, shuffle=True, seed=20, datapipe=True, init_fn=True))
 @given(case=loader_cases(init_fn=st.booleans(), collate=st.sampled_from(["default", "list"]),
                          # a slow sample makes later batches arrive first: in_order must hold them back
                          fault=st.one_of(st.just(()), st.tuples(st.integers(0, 3), st.just("slow")))))

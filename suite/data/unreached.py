@@ -1,10 +1,14 @@
 """The parts of torch.utils.data that a CPU run of the data area cannot reach, and why (see suite/unreached.py).
 
 Not listed here, because the public API reaches them (gaps of the suite, shown as "not reached"): a DataPipe
-under an initialized process group, a MapDataPipe, the "too many open files" diagnosis,
-a worker idling 5 s for its next task, a worker stopped by Ctrl-C, a
-num_workers made negative after construction, and user-made invalid datasets (a Subset subclass without
-__getitems__, a nested dataset whose __getitems__ miscounts).
+under an initialized process group; the "too many open files" diagnosis of _try_get_data (it needs a receive
+error while the main process is within 10 descriptors of RLIMIT_NOFILE: lowering the limit of the test process
+itself, or of a subprocess with file_descriptor sharing, is neither cheap nor reliably bounded on a loaded
+machine); a worker idling 5 s for its next task, and a worker still alive 5 s (MP_STATUS_CHECK_INTERVAL) after
+the shutdown request, which _shutdown_workers then terminates -- each costs at least 5 s of the ci budget;
+a worker stopped by Ctrl-C (a KeyboardInterrupt in a sample ends the worker quietly, seen by the main
+process only after its timeout or 5 s); and a num_workers made negative after construction (iter() then fails
+an AssertionError of _MultiProcessingDataLoaderIter.__init__).
 """
 from __future__ import annotations
 
@@ -52,6 +56,14 @@ UNREACHED = [
               contains="self._reset()"),
     *_places(LOADER, UNREACHABLE, _INVARIANT, [(_ITER + name, "raise AssertionError(") for name in
                                                ("_reset", "_next_data", "_try_put_index", "_mark_worker_as_unavailable")]),
+    Unreached(LOADER, "_SingleProcessDataLoaderIter.__init__", UNREACHABLE,
+              "DataLoader._get_iterator builds the single-process iterator only when loader.num_workers == 0, and "
+              "_BaseDataLoaderIter.__init__ reads that same attribute just before this check",
+              contains="raise AssertionError("),
+    Unreached(LOADER, "_sharding_worker_init_fn", UNREACHABLE,
+              "DataLoader installs this function (a functools.partial) as worker_init_fn only for a DataPipe "
+              "dataset (_MultiProcessingDataLoaderIter.__init__), and a worker calls it with its worker info set "
+              "and that dataset as info.dataset, so neither check can fail", contains="raise AssertionError("),
     Unreached(LOADER, _ITER + "_shutdown_workers", UNREACHABLE,
               "runs only while the Python interpreter itself is shutting down (python_exit_status; NOTE [ Data "
               "Loader Multiprocessing Shutdown Logic ] (2)), after a test can observe anything", contains="return"),

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ def describe(obj):
         return ("map", type(obj).__name__, {k: describe(v) for k, v in obj.items()})
     if isinstance(obj, tuple) and hasattr(obj, "_fields"):
         return ("namedtuple", type(obj).__name__, [describe(v) for v in obj])
-    if isinstance(obj, (list, tuple)):
+    if isinstance(obj, Sequence) and not isinstance(obj, (str, bytes)):
         return (type(obj).__name__, [describe(v) for v in obj])
     if isinstance(obj, (bool, int, float, str, bytes)) or obj is None:
         return (type(obj).__name__, obj)

@@ -48,6 +48,33 @@ class _GetitemsProbe(_FetchProbe):
         return [1000 + i for i in indices]
 
 
+class _Echo(Dataset):
+    """Item k is {"asked": k}: what the dataset was indexed with, a list included."""
+
+    def __getitem__(self, k):
+        return {"asked": k}
+
+
+class _Miscounting(Dataset):
+    """Three items whose __getitems__ returns one sample more than it was asked for (a user's bug)."""
+
+    def __len__(self):
+        return 3
+
+    def __getitem__(self, i):
+        return i
+
+    def __getitems__(self, indices):
+        return [self[i] for i in indices] + [0]
+
+
+class _OwnGetitemSubset(Subset):
+    """A Subset subclass overriding __getitem__ only."""
+
+    def __getitem__(self, idx):
+        return -super().__getitem__(idx)
+
+
 def _tag_collate(data):
     return {"collated": data}
 
@@ -78,7 +105,9 @@ def run_dataset(case: DatasetCase, device: str):
             loaded = _guard(lambda: [x for b in DataLoader(ds, batch_size=3, collate_fn=list) for x in b])
             return {"len": m, "items": [_guard(lambda k=k: ds[k]) for k in range(-m - 1, m + 1)],
                     "batch": _guard(lambda: ds.__getitems__(ks)),
-                    "nested": _guard(lambda: nested.__getitems__(list(range(len(ks))))), "loaded": loaded}
+                    "nested": _guard(lambda: nested.__getitems__(list(range(len(ks))))), "loaded": loaded,
+                    # a list of positions, over a dataset that reports what it was indexed with
+                    "listed": _guard(lambda: Subset(_Echo(), list(case.indices))[ks])}
         if case.kind == "chain":
             parts = [PlainIterable(s, s) for s in case.sizes]
             ds = functools.reduce(operator.add, parts) if case.added and len(parts) > 1 else ChainDataset(parts)
@@ -96,11 +125,16 @@ def run_dataset(case: DatasetCase, device: str):
         if case.kind == "kind_checks":
             # index 0: ConcatDataset([]); 1: ConcatDataset with an IterableDataset; 2: iterating a
             # ChainDataset holding a map-style dataset; 3: its len; 4: StackDataset given datasets both
-            # positionally and by keyword; 5: StackDataset of nothing; 6: indexing the Dataset base class
+            # positionally and by keyword; 5: StackDataset of nothing; 6: indexing the Dataset base class;
+            # 7, 8: StackDataset.__getitems__ through a member whose __getitems__ miscounts (tuple, dict);
+            # 9: building a Subset subclass that overrides __getitem__ only
             checks = [lambda: ConcatDataset([]), lambda: ConcatDataset([[1, 2], PlainIterable(2, 2)]),
                       lambda: list(iter(ChainDataset([PlainIterable(2, 2), [5, 6]]))),  # (list() asks len first)
                       lambda: len(ChainDataset([PlainIterable(2, 2), [5, 6]])),
-                      lambda: StackDataset([1], k=[2]), lambda: StackDataset(), lambda: Dataset()[0]]
+                      lambda: StackDataset([1], k=[2]), lambda: StackDataset(), lambda: Dataset()[0],
+                      lambda: StackDataset([5, 6, 7], _Miscounting()).__getitems__([0, 2]),
+                      lambda: StackDataset(a=[5, 6, 7], b=_Miscounting()).__getitems__([0, 2]),
+                      lambda: _OwnGetitemSubset([5, 6, 7], [0, 1])]
             checks[case.index]()
             return "accepted"
         if case.kind == "fetch":

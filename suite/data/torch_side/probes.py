@@ -119,8 +119,12 @@ def inject(kind: str, i: int):
 
 
 def init_token_fn(worker_id: int):
-    """worker_init_fn: consumes one torch draw in the worker and stores it on its dataset copy."""
-    get_worker_info().dataset.token = u64(None) ^ worker_id
+    """worker_init_fn: consumes one torch draw in the worker and stores it on its dataset copy (a MapDataPipe
+    reaches the worker in the DataLoader's serialization wrapper, ``_datapipe``, around our SequenceWrapper,
+    ``sequence``: the token goes on the probe they wrap)."""
+    dataset = get_worker_info().dataset
+    dataset = getattr(getattr(dataset, "_datapipe", dataset), "sequence", dataset)
+    dataset.token = u64(None) ^ worker_id
 
 
 def failing_init_fn(worker_id: int):

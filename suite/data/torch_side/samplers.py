@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import torch
-from torch.utils.data import (BatchSampler, RandomSampler, SequentialSampler, SubsetRandomSampler,
+from torch.utils.data import (BatchSampler, RandomSampler, Sampler, SequentialSampler, SubsetRandomSampler,
                               WeightedRandomSampler)
 from torch.utils.data.distributed import DistributedSampler
 
@@ -14,6 +14,8 @@ from suite.data.torch_side.rng import u64
 
 def make_sampler(case: SamplerCase, g: torch.Generator | None, rank: int | None = None):
     data = range(case.n)
+    if case.kind == "base":
+        return Sampler()
     if case.kind == "sequential":
         return SequentialSampler(data)
     if case.kind == "random":
@@ -56,7 +58,11 @@ def run_sampler(case: SamplerCase, device: str):
                 passes.append(list(sampler))
     except Exception as exc:
         passes.append(Raised.from_exception(exc))
-    return {"len": len(sampler), "passes": passes, "next": u64(g)}
+    try:
+        length = len(sampler)
+    except TypeError as exc:  # a sampler without __len__
+        length = Raised.from_exception(exc)
+    return {"len": length, "passes": passes, "next": u64(g)}
 
 
 def run_distributed_all_ranks(case: SamplerCase, device: str):
