@@ -8,11 +8,14 @@ import numpy as np
 import pytest
 
 from conform.outcome import Raised
-from reference.norm import backward, batchnorm, core, layer_norm, other_norms, running, syncbn
+from reference.norm import backward, batchnorm, core, extra_repr, functional, layer_norm, other_norms, running, syncbn
+from reference.versions import since
 
 
 def seq(**kw):
-    base = dict(kind="BatchNorm1d", num_features=1, spatial=(), dtype="float64", eps=0.0, momentum=0.1,
+    # eps 1e-300: negligible next to every variance here (the hand values assume none), and > 0 as batch_norm
+    # requires in training from 2.10 on (batchnorm.eps_rejected)
+    base = dict(kind="BatchNorm1d", num_features=1, spatial=(), dtype="float64", eps=1e-300, momentum=0.1,
                 affine=False, track=True, ops=(("forward", 2),), seed=0)
     return SimpleNamespace(**{**base, **kw})
 
@@ -299,3 +302,26 @@ def test_lazy_low_rank_is_the_documented_rank_error(ndim):
     out = batchnorm.rank_expectations(case, {"x": np.zeros((3,) * ndim), "weight": np.ones(2), "bias": np.zeros(2),
                                              "running_mean": np.zeros(2), "running_var": np.ones(2)})[0].expected
     assert out == Raised("ValueError", rf"^expected 2D or 3D input \(got {ndim}D input\)$")
+
+
+def test_extra_repr_by_hand():
+    bias = ", bias=True" if since("2.12") else ""
+    assert extra_repr.extra_repr("LayerNorm", (3,), {}) == f"(3,), eps=1e-05, elementwise_affine=True{bias}"
+    assert extra_repr.extra_repr("RMSNorm", ((2, 3),), {"eps": 1e-3}) == "(2, 3), eps=0.001, elementwise_affine=True"
+    no_bias = ", bias=False" if since("2.12") else ""
+    assert (extra_repr.extra_repr("BatchNorm1d", (4,), {"momentum": None, "affine": False}) ==
+            f"4, eps=1e-05, momentum=None, affine=False{no_bias}, track_running_stats=True")
+    assert extra_repr.extra_repr("GroupNorm", (2, 6), {"bias": False}) == f"2, 6, eps=1e-05, affine=True{no_bias}"
+    assert extra_repr.extra_repr("CrossMapLRN2d", (3,), {"alpha": 2}) == "3, alpha=2, beta=0.75, k=1"
+
+
+def test_dispatch_binds_defaults():
+    got = functional.bound_arguments("group_norm", (("input", "like"), ("num_groups", 3), ("eps", 0.25)))
+    assert got == {"input": "like", "num_groups": 3, "weight": None, "bias": None, "eps": 0.25}
+
+
+def test_eps_checks_by_release():
+    if since("2.12"):
+        assert batchnorm.eps_rejected(0.0, True) and not batchnorm.eps_rejected(0.0, False)
+        assert batchnorm.eps_rejected(-1e-3, False)
+    assert not batchnorm.eps_rejected(1e-5, True) and not batchnorm.eps_rejected(1e-5, False)

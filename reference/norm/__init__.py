@@ -10,12 +10,14 @@ over as numpy arrays; the reference reads a Case's attributes and never needs it
 - ``lazy``: LazyBatchNorm's first call;
 - ``other_norms``: InstanceNorm (and its Lazy forms, unbatched input), GroupNorm, LayerNorm;
 - ``lrn``: LocalResponseNorm and CrossMapLRN2d; ``rms``: RMSNorm;
+- ``extra_repr``: how the layers print; ``functional``: the functionals' __torch_function__ dispatch;
 - ``state``: loading older state dicts (num_batches_tracked, InstanceNorm's pre-0.4 running stats);
 - ``syncbn``: SyncBatchNorm over ranks, its fallback, convert_sync_batchnorm;
 - ``core``: the shared statistics and formulas; ``tolerances``: every bound of the area.
 """
-from reference.norm import backward, batchnorm, core, lazy, lrn, other_norms, rms, running, state, syncbn, tolerances
+from reference.norm import (backward, batchnorm, core, extra_repr, functional, lazy, lrn, other_norms, rms, running,
+                            state, syncbn, tolerances)
 from reference.norm.other_norms import layer_norm
 
-__all__ = ["backward", "batchnorm", "core", "lazy", "layer_norm", "lrn", "other_norms", "rms", "running", "state",
-           "syncbn", "tolerances"]
+__all__ = ["backward", "batchnorm", "core", "extra_repr", "functional", "lazy", "layer_norm", "lrn", "other_norms",
+           "rms", "running", "state", "syncbn", "tolerances"]

@@ -14,6 +14,7 @@ from conform.rules import rule
 from conform.tolerance import EXACT
 from reference.norm import tolerances as tols
 from reference.norm.core import batch_stats, ema, normalize, part, unbiased
+from reference.versions import since
 
 BN_DOC = "https://pytorch.org/docs/stable/generated/torch.nn.BatchNorm1d.html"
 BATCHNORM_PY = "torch/nn/modules/batchnorm.py"
@@ -63,6 +64,15 @@ INPUT_SINGLE_VALUE = rule(
     "one value raises ValueError 'Expected more than 1 value per channel when training'; eval with running "
     "stats accepts it.",
     "torch/nn/functional.py: batch_norm, _verify_batch_size")
+
+INPUT_EPS = rule(
+    "norm.input.eps",
+    "eps is added to the variance, so it must keep the denominator positive: from 2.12 on, normalizing with batch "
+    "statistics (training, or no running stats) with eps <= 0, or with running stats with eps < 0, raises ValueError "
+    "'batch_norm eps must be ...' (eps == 0 with running stats normalizes); 2.10 and 2.11 reject every eps <= 0; "
+    "before 2.10 any eps is used as given in the formula.",
+    f"{BN_DOC} (eps: a value added to the denominator for numerical stability); torch/nn/functional.py: batch_norm "
+    "(the eps checks added in 2.10 and narrowed in 2.12)")
 
 # ---- forward -----------------------------------------------------------------------------
 FORWARD_BATCH = rule(
@@ -157,6 +167,17 @@ def single_value_error(shape: tuple[int, ...]) -> Raised:
                   + _torch_size_re(shape))
 
 
+def eps_rejected(eps: float, use_batch: bool) -> bool:
+    """F.batch_norm's eps check, after the single-value check (it runs after _verify_batch_size).  Measured by
+    reading torch/nn/functional.py: batch_norm of every release 2.4.1 ... 2.15.0: no check up to 2.9.1; 2.10.0 and
+    2.11.0 reject eps <= 0; 2.12.1 on reject eps <= 0 when ``training`` (batch statistics) and eps < 0 otherwise.
+    The messages differ ("must be positive", "... during training", "must be non-negative"): only their common
+    start is compared."""
+    if since("2.12"):
+        return eps <= 0.0 if use_batch else eps < 0.0
+    return since("2.10") and eps <= 0.0
+
+
 def _torch_size_re(shape) -> str:
     return r"torch\.Size\(\[" + ", ".join(str(s) for s in shape) + r"\]\)"
 
@@ -194,6 +215,8 @@ def bn_call(state: dict, x: np.ndarray, kind: str, num_features: int, eps: float
     passes_running = state["has_buffers"] and (not state["training"] or state["track"])
     if use_batch and x.size // max(C, 1) == 1:
         err = single_value_error(x.shape)
+    elif eps_rejected(eps, use_batch):
+        err = Raised("ValueError", r"^batch_norm eps must be ")
     elif passes_running and C != num_features:
         err = Raised("RuntimeError", rf"running_mean should contain {C} elements not {num_features}")
     elif weight is not None and C != num_features:
@@ -340,6 +363,10 @@ def channels_expectations(case, inputs: dict) -> list[Expect]:
     and then its output is plain standardization."""
     tol = tols.bn_output_tol(case.dtype, inputs["x"], case.eps, None, None)
     return [part(INPUT_CHANNELS, bn_forward(case, inputs), "y", tol)]
+
+
+def eps_expectations(case, inputs: dict) -> list[Expect]:
+    return [part(INPUT_EPS, bn_forward(case, inputs), "y", tols.bn_case_output_tol(case, inputs))]
 
 
 def single_value_expectations(case, inputs: dict) -> list[Expect]:

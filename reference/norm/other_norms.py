@@ -61,6 +61,12 @@ GROUP_FORWARD = rule(
     "dims, then a per-channel affine; ValueError 'Expected more than 1 value per channel' when "
     "N * C/G * prod(spatial) == 1.",
     "torch/nn/modules/normalization.py: GroupNorm docstring")
+GROUP_RANK = rule(
+    "norm.group.rank",
+    "GroupNorm takes (N, C, *) input: an input of fewer than 2 dims raises RuntimeError 'Expected at least 2 "
+    "dimensions for input tensor but received k'.",
+    "torch/nn/modules/normalization.py: GroupNorm docstring (Shape: Input (N, C, *)); torch/nn/functional.py: "
+    "group_norm")
 GROUP_DIVISIBLE = rule(
     "norm.group.divisible",
     "GroupNorm raises ValueError at construction when num_channels is not divisible by num_groups.",
@@ -188,6 +194,9 @@ def other_norm(case, inputs: dict) -> dict | Raised:
     if "InstanceNorm" in case.kind:
         return instance_outcome(case, inputs)
     if case.kind == "GroupNorm":
+        if x.ndim < 2:
+            # the message is the same in 2.4.1 ... 2.15.0 (read from each release's F.group_norm)
+            return Raised("RuntimeError", rf"^Expected at least 2 dimensions for input tensor but received {x.ndim}$")
         if x.shape[1] % case.groups:
             # The stable, documented part only ("num_channels must be divisible by num_groups", GroupNorm's
             # docstring): 2.4 raises exactly that, later releases insert the values ("num_channels (3) must ...").
@@ -256,6 +265,8 @@ def forward_rule(case, x: np.ndarray) -> str:
             return INSTANCE_RUNNING
         return INSTANCE_SPATIAL if int(np.prod(x.shape[2:])) == 1 else INSTANCE_FORWARD
     if case.kind == "GroupNorm":
+        if x.ndim < 2:
+            return GROUP_RANK
         return GROUP_DIVISIBLE if x.shape[1] % case.groups else GROUP_FORWARD
     return LAYER_FORWARD
 

@@ -112,7 +112,7 @@ class OtherNormCase:
     track: bool = False  # InstanceNorm only: track_running_stats (running stats preset to random values)
     training: bool = True  # InstanceNorm only (the other kinds have no mode-dependent behaviour)
     momentum: float = 0.1  # InstanceNorm only
-    batched: bool = True  # InstanceNorm only: False passes the unbatched input x[0] of shape (C, *)
+    batched: bool = True  # InstanceNorm (and GroupNorm's rank check): False passes the input x[0] of shape (C, *)
     num_features: int | None = None  # InstanceNorm only: the constructor's num_features (None: the input's C)
 
 
@@ -191,6 +191,26 @@ class ConvertCase:
     bn_training: bool = True
     requires_grad: bool = True
     qconfig: str | None = None
+
+
+@dataclass(frozen=True)
+class ReprCase:
+    """A norm layer built as ``kind(*sizes, **dict(options))``, then printed."""
+
+    kind: str = "BatchNorm1d"
+    sizes: tuple = (3,)  # the leading size arguments (LayerNorm/RMSNorm: normalized_shape, an int or a tuple)
+    options: tuple = ()  # (keyword, value) pairs
+
+
+@dataclass(frozen=True)
+class DispatchCase:
+    """F.<func>(...) called with the (name, value) pairs of ``arguments``, the first ``positional`` of them
+    positionally; a value is "like" (an instance of a Tensor-like type defining __torch_function__),
+    ("tensor", shape) (a real tensor of zeros) or a plain Python value."""
+
+    func: str = "batch_norm"
+    arguments: tuple = (("input", "like"), ("running_mean", None), ("running_var", None))
+    positional: int = 3
 
 
 # ---------------------------------------------------------------------------------------

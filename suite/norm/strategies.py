@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from reference.norm import functional as fn
 from suite.norm.cases import (BN_HAS_BIAS_KW, GN_HAS_BIAS_KW, LN_HAS_BIAS_KW, BNCase, BNSeqCase,
-                              ConstructCase, ConvertCase, DefaultsCase, LoadCase, LRNCase, OtherNormCase, RMSCase,
-                              SyncCase)
+                              ConstructCase, ConvertCase, DefaultsCase, DispatchCase, LoadCase, LRNCase, OtherNormCase,
+                              ReprCase, RMSCase, SyncCase)
 
 SPATIAL_RANK = {"BatchNorm1d": (0, 1), "BatchNorm2d": (2,), "BatchNorm3d": (3,)}
 EPS = st.sampled_from([1e-5, 1e-3, 0.1])
@@ -200,3 +201,72 @@ def load_cases(draw) -> LoadCase:
                     version=draw(st.sampled_from([None, 1, 2])), with_counter=draw(st.booleans()),
                     counter=draw(st.integers(0, 9)), with_running=not track and draw(st.booleans()),
                     prior=draw(st.sampled_from([0, 0, 3])), strict=draw(st.booleans()), seed=draw(SEED))
+
+
+REPR_KINDS = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "InstanceNorm1d", "InstanceNorm2d",
+              "InstanceNorm3d", "LayerNorm", "GroupNorm", "RMSNorm", "LocalResponseNorm", "CrossMapLRN2d")
+
+
+# the keywords a layer is built with (RMSNorm's eps: None, its default, or a number)
+REPR_KEYWORDS = {"eps": st.sampled_from([1e-5, 1e-3, 0.1, 1e-8]), "momentum": MOMENTUM, "affine": st.booleans(),
+                 "track_running_stats": st.booleans(), "elementwise_affine": st.booleans(), "bias": st.booleans(),
+                 "alpha": st.sampled_from([1e-4, 0.5, 2, 1e-10]), "beta": st.sampled_from([0.75, 1.0, 0.5]),
+                 "k": st.sampled_from([1.0, 2, 0.5]), "rms_eps": st.sampled_from([None, 1e-5, 1e-3])}
+
+
+@st.composite
+def repr_cases(draw) -> ReprCase:
+    """A norm layer with drawn hyperparameters, each keyword passed or left at its default (swarm-style)."""
+    kind = draw(st.sampled_from(REPR_KINDS))
+    if kind in ("LayerNorm", "RMSNorm"):
+        shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
+        sizes = (shape[0] if len(shape) == 1 and draw(st.booleans()) else shape,)
+        names = ["eps", "elementwise_affine"] + (["bias"] if kind == "LayerNorm" and LN_HAS_BIAS_KW else [])
+    elif kind == "GroupNorm":
+        groups = draw(st.integers(1, 3))
+        sizes = (groups, groups * draw(st.integers(1, 3)))
+        names = ["eps", "affine"] + (["bias"] if GN_HAS_BIAS_KW else [])
+    elif kind in ("LocalResponseNorm", "CrossMapLRN2d"):
+        sizes, names = (draw(st.integers(1, 5)),), ["alpha", "beta", "k"]
+    else:
+        sizes = (draw(st.integers(1, 6)),)
+        names = ["eps", "momentum", "affine", "track_running_stats"]
+        names += ["bias"] if BN_HAS_BIAS_KW and not kind.startswith("Instance") else []
+    options = tuple((name, draw(REPR_KEYWORDS["rms_eps" if (kind, name) == ("RMSNorm", "eps") else name]))
+                    for name in names if draw(st.booleans()))
+    return ReprCase(kind=kind, sizes=sizes, options=options)
+
+
+# the functionals' non-Tensor arguments, drawn; Tensor parameters get a Tensor-like, a real tensor or None
+_PLAIN = {"training": st.booleans(), "use_input_stats": st.booleans(), "momentum": st.sampled_from([0.1, 0.3, None]),
+          "eps": st.sampled_from([1e-5, 1e-3, 0.25]), "num_groups": st.sampled_from([1, 3]),
+          "alpha": st.sampled_from([1e-4, 0.5]), "beta": st.sampled_from([0.75, 1.0]), "k": st.sampled_from([1.0, 2.0]),
+          "size": st.integers(1, 4)}
+
+
+@st.composite
+def dispatch_cases(draw, func: str) -> DispatchCase:
+    """F.<func> with a Tensor-like input or, where the functional has one, a Tensor-like weight/statistic (with a
+    real input); the required arguments always given, each optional one given or left out, the leading given ones
+    (a prefix in signature order) positionally."""
+    tensor_params = fn.TENSOR_PARAMS[func]
+    like = draw(st.sampled_from(tensor_params))
+    arguments = []
+    for name, default in fn.SIGNATURES[func]:
+        if name == like:
+            value = "like"
+        elif name == "input":
+            value = ("tensor", (2, 3, 4))
+        elif name in tensor_params:
+            value = draw(st.sampled_from([None, ("tensor", (3,))]))
+        elif name == "normalized_shape":
+            value = (4,)
+        else:
+            value = draw(_PLAIN[name])
+        if name in ("input", like) or default is fn.REQUIRED or draw(st.booleans()):
+            arguments.append((name, value))
+    names = [name for name, _ in fn.SIGNATURES[func]]
+    prefix = 0
+    while prefix < len(arguments) and arguments[prefix][0] == names[prefix]:
+        prefix += 1
+    return DispatchCase(func=func, arguments=tuple(arguments), positional=draw(st.integers(1, prefix)))

@@ -102,6 +102,19 @@ def test_input_channels(conform, device, data):
     conform.check(case, ref.channels_expectations(case, make_bn_inputs(case)), run=run_bn)
 
 
+@pytest.mark.rules(ref.INPUT_EPS)
+@pytest.mark.parametrize("case", [
+    BNCase(kind="BatchNorm2d", shape=(2, 3, 2, 2), eps=0.0),  # training: batch statistics
+    # eval with running stats: eps 0 is fine from 2.12 on
+    BNCase(kind="BatchNorm1d", shape=(4, 2), num_features=2, eps=0.0, training=False),
+    BNCase(kind="BatchNorm1d", shape=(4, 2, 3), num_features=2, eps=-1e-3, training=False, affine=False),
+    # eval without running stats: batch statistics
+    BNCase(kind="SyncBatchNorm", shape=(3, 2), num_features=2, eps=-1e-3, training=False, track=False)],
+    ids=["train-zero", "eval-zero", "eval-negative", "untracked-negative"])
+def test_input_eps(conform, device, case):
+    conform.check(case, ref.eps_expectations(case, make_bn_inputs(case)), run=run_bn)
+
+
 @st.composite
 def single_value_cases(draw, device):
     kind = draw(st.sampled_from(["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm"]))

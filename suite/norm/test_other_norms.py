@@ -56,3 +56,10 @@ def test_lazy_instance_low_rank(conform, device, case):
     """The Lazy forms' first call on a 1D input (other_norm_cases reaches a wrong rank only above): the documented
     ValueError of the rank check (norm-lazy-low-rank-index-error where the module has parameters or stats)."""
     conform.check(case, ref.expectations(case, make_other_inputs(case)), run=run_other_norm)
+
+
+@pytest.mark.rules(ref.GROUP_RANK)
+def test_group_low_rank(conform, device):
+    """GroupNorm on a 1D (C,) input (other_norm_cases draws (N, C, *) only): the sample x[0] of a (2, 4) draw."""
+    case = OtherNormCase(kind="GroupNorm", shape=(2, 4), groups=2, batched=False)
+    conform.check(case, ref.expectations(case, make_other_inputs(case)), run=run_other_norm)
