@@ -128,6 +128,7 @@ class ReplicateCase:
     n_devices: int
     detach: bool = False
     jit: bool = True  # False: TorchScript disabled, as PYTORCH_JIT=0 does (torch.jit._state._enabled)
+    detach_given: bool = True  # False: detach is left out of the call (its default, False)
 
 
 @dataclass(frozen=True)

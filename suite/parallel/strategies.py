@@ -256,8 +256,9 @@ def replicate_cases(draw) -> ReplicateCase:
         modules.append(ModSpec(params=params, buffers=buffers, children=children, ties=ties, frozen=frozen,
                                grad_buffers=grad_buffers))
     # a module frozen or not decides its own parameters; a tie follows its source
-    return ReplicateCase(modules=tuple(modules), n_devices=draw(st.integers(0, 4)), detach=draw(st.booleans()),
-                         jit=draw(st.booleans()))
+    n_devices, detach, jit = draw(st.integers(0, 4)), draw(st.booleans()), draw(st.booleans())
+    return ReplicateCase(modules=tuple(modules), n_devices=n_devices, detach=detach, jit=jit,
+                         detach_given=detach or draw(st.booleans()))  # not given: the default, False
 
 
 # ---- parallel_apply -----------------------------------------------------------------------------

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import event, given
+from hypothesis import event, example, given
 
 from reference.parallel import scatter_kwargs as ref
 from suite.parallel import strategies as S
-from suite.parallel.cases import leaf_values
+from suite.parallel.cases import ScatterKwargsCase, leaf_values
 from suite.parallel.torch_side.scatter_gather import run_scatter_kwargs
 
 
 @pytest.mark.rules(ref.KWARGS_PAD)
+# two positional tensors in two chunks, kwargs in one: exactly one {} pads the kwargs (2 - 1, where 2 ^ 1 = 3)
+@example(case=ScatterKwargsCase(inputs=("seq", "tuple", (("T", 1, (2,)), ("T", 2, (2,)))),
+                                kwargs=("map", "dict", (("a", ("T", 3, (1,))),)), n_devices=2))
 @given(case=S.scatter_kwargs_cases())
 def test_scatter_kwargs_pad(conform, device, case):
     expects = ref.expectations(case, leaf_values)

@@ -129,7 +129,7 @@ def replicate_network(case: ReplicateCase, device: str):
     network = build_network(case, replica_device(device, first))
     targets = target_indices(device, case.n_devices)
     with broadcast_stand_in(device), jit_enabled(case.jit):
-        return network, REPLICATE.replicate(network, targets, case.detach)
+        return network, REPLICATE.replicate(network, targets, *((case.detach,) if case.detach_given else ()))
 
 
 class Holder(torch.nn.Module):
