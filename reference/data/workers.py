@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from conform.expect import Expect
-from conform.outcome import Raised
+from conform.outcome import OneOf, Raised
 from conform.rules import rule
 from reference.versions import since
 from reference.data.collate import C_CUSTOM_FN
@@ -362,7 +362,14 @@ def single_process_expectations(case) -> list[Expect]:
 def pin_memory_expectations(case) -> list[Expect]:
     """pin_memory=True: the batches and the next draw of the same loader without it."""
     expected = loader_outcome(case)
-    return [Expect(L_PIN, expected["epochs"], key="epochs"), Expect(L_PIN, expected["next"], key="next")]
+    epochs = expected["epochs"]
+    if case.pin_memory_device and not since("2.9"):
+        # Before 2.9 a named pin_memory_device is pinned to as given ("the device to pin_memory to if pin_memory
+        # is True"), whether the machine has it or not (dataloader.py 2.4.1-2.8.0: `self._pin_memory =
+        # loader.pin_memory` where only the unnamed case asks torch.cuda/accelerator.is_available(); from 2.9.1
+        # on every case asks), so on a machine without it the first batch's pinning may fail instead.
+        epochs = OneOf(epochs, [[Raised("RuntimeError|AssertionError")] for _ in range(case.epochs)])
+    return [Expect(L_PIN, epochs, key="epochs"), Expect(L_PIN, expected["next"], key="next")]
 
 
 def persistent_expectations(case) -> list[Expect]:

@@ -120,7 +120,7 @@ def _children(spec) -> list:
         return [sub for _, sub in spec[2]]
     if kind == "namedtuple":
         return [spec[1], spec[2]]
-    if kind in ("tuple", "list"):
+    if kind in ("tuple", "list", "row"):
         return list(spec[1])
     if kind == "ragged":
         return [spec[1]]

@@ -195,7 +195,8 @@ def _expected_keys(spec):
     return keys, extras
 
 
-# Module.register_load_state_dict_pre_hook: observed where this build has it (checked, not assumed)
+# Module.register_load_state_dict_pre_hook: observed where this build has it (checked, not assumed; public since
+# 2.5: absent from 2.4.1's module.py, present in 2.5.1's, read from the wheels)
 LOAD_OBSERVABLES = ["result", "values", "identity", "post_hooks", "extra"] + \
     (["pre_hooks"] if hasattr(torch.nn.Module, "register_load_state_dict_pre_hook") else [])
 
