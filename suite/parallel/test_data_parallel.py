@@ -123,6 +123,9 @@ def test_functional_cpu_build(conform, device):
 @given(case=S.imbalance_cases())
 @example(case=ImbalanceCase(device_ids=(0, 1), memory=(8, 6), cores=(2, 1)))  # memory at 3/4: the cores warn
 @example(case=ImbalanceCase(device_ids=(3, 1, 0), memory=(4, 8, 7), cores=(1, 2, 3)))  # memory warns, cores unread
+@example(case=ImbalanceCase(device_ids=(0, 1), memory=(6, 8), cores=(4, 5)))  # memory at 3/4, cores above: silent
+# memory at 3/4 names other devices than the cores below it: only the cores' warning
+@example(case=ImbalanceCase(device_ids=(0, 1, 2), memory=(6, 8, 7), cores=(1, 2, 3)))
 def test_imbalance_warning(conform, device, case):
     if torch.device(device).type != "cpu":
         pytest.skip("the device properties are stood in: pure Python, checked once on CPU")
