@@ -20,6 +20,20 @@ def _numbered(size: int, tag: int):
     return [tag * 100 + k for k in range(size)]
 
 
+class _Keys(Dataset):
+    """A map-style dataset of exactly the keys 0 .. len-1 (any other key is a KeyError, as for a dict): a
+    ConcatDataset member must be asked for its own positions, never a negative one that a list would wrap."""
+
+    def __init__(self, items):
+        self._items = dict(enumerate(items))
+
+    def __getitem__(self, key):
+        return self._items[key]
+
+    def __len__(self):
+        return len(self._items)
+
+
 def _member(size: int, tag: int):
     """A member dataset of ints tag*100 + k: a Dataset (a Subset of the list) where the case adds members
     with + or wants them to have __getitems__, else the plain list."""
@@ -93,7 +107,10 @@ def run_dataset(case: DatasetCase, device: str):
             if case.added and len(case.sizes) > 1:
                 ds = functools.reduce(operator.add, [_member(s, t) for t, s in enumerate(case.sizes)])
             else:
-                ds = ConcatDataset([_numbered(s, t) for t, s in enumerate(case.sizes)])
+                # plain lists and key-only datasets in turn (every member after the first is asked for an
+                # index shifted by the sizes before it)
+                ds = ConcatDataset([_numbered(s, t) if t % 2 == 0 else _Keys(_numbered(s, t))
+                                    for t, s in enumerate(case.sizes)])
             return {"len": len(ds), "item": _guard(lambda: ds[case.index])}
         if case.kind == "subset":
             ds = Subset(_numbered(case.sizes[0], 0), list(case.indices))
