@@ -102,7 +102,8 @@ def dataset_rule(case) -> str:
 # the kind_checks variants (DatasetCase.index), then those of the user-error rule
 KIND_CHECK_IDS = ("concat-empty", "concat-iterable", "chain-map", "chain-map-len", "stack-args-and-kwargs",
                   "stack-none", "dataset-base")
-USER_ERROR_IDS = ("stack-getitems-miscount", "stack-getitems-miscount-dict", "subset-getitem-only")
+USER_ERROR_IDS = ("stack-getitems-miscount", "stack-getitems-miscount-dict", "subset-getitem-only",
+                  "stack-getitems-short")
 
 
 def dataset_outcome(case, device: str = "cpu", positions: list | None = None):
@@ -131,7 +132,9 @@ def dataset_outcome(case, device: str = "cpu", positions: list | None = None):
                 Raised("ValueError", r"Nested dataset's output size mismatch\. Expected 2, got 3"),
                 Raised("ValueError", r"Nested dataset's output size mismatch\. Expected 2, got 3"),
                 Raised("NotImplementedError", r"overrides __getitem__ but not __getitems__") if since("2.11")
-                else "accepted"][case.index]
+                else "accepted",
+                # one sample too few, asked for 2
+                Raised("ValueError", r"Nested dataset's output size mismatch\. Expected 2, got 1")][case.index]
     if case.kind == "subset":
         base, idx = members[0], list(case.indices)
         items = []

@@ -70,7 +70,11 @@ class _Echo(Dataset):
 
 
 class _Miscounting(Dataset):
-    """Three items whose __getitems__ returns one sample more than it was asked for (a user's bug)."""
+    """Three items whose __getitems__ returns one sample more (``extra`` 1) or fewer (-1) than it was asked for
+    (a user's bug)."""
+
+    def __init__(self, extra: int = 1):
+        self.extra = extra
 
     def __len__(self):
         return 3
@@ -79,7 +83,8 @@ class _Miscounting(Dataset):
         return i
 
     def __getitems__(self, indices):
-        return [self[i] for i in indices] + [0]
+        items = [self[i] for i in indices]
+        return items + [0] if self.extra > 0 else items[:-1]
 
 
 class _OwnGetitemSubset(Subset):
@@ -151,7 +156,8 @@ def run_dataset(case: DatasetCase, device: str):
                       lambda: StackDataset([1], k=[2]), lambda: StackDataset(), lambda: Dataset()[0],
                       lambda: StackDataset([5, 6, 7], _Miscounting()).__getitems__([0, 2]),
                       lambda: StackDataset(a=[5, 6, 7], b=_Miscounting()).__getitems__([0, 2]),
-                      lambda: _OwnGetitemSubset([5, 6, 7], [0, 1])]
+                      lambda: _OwnGetitemSubset([5, 6, 7], [0, 1]),
+                      lambda: StackDataset([5, 6, 7], _Miscounting(-1)).__getitems__([0, 2])]
             checks[case.index]()
             return "accepted"
         if case.kind == "fetch":
