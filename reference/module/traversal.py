@@ -94,6 +94,11 @@ PICKLE = rule("module.copy.pickle",
     "pickle.dumps/pickle.loads round-trips the module tree: same names, order, sharing/tying, requires_grad "
     "and training flags.",
     f"{SRC}: Module.__getstate__, Module.__setstate__")
+COPY_HOOKS = rule("module.copy.hooks",
+    "A deepcopied or unpickled module keeps its hooks with their flags: forward pre-hooks (with_kwargs), forward "
+    "hooks (always_call), state_dict pre- and post-hooks, each firing on the copy as on the original.",
+    f"{SRC}: Module.__getstate__ / Module.__setstate__ (the hook dicts are instance state; __setstate__ only "
+    "adds the ones a checkpoint from an older release lacks)")
 EXTRA_REPR = rule("module.repr.extra_repr",
     "repr puts extra_repr() inline as 'Name(extra)' when it is one line and there are no children; otherwise one "
     "line per extra_repr line, then per child, each indented by 2.", f"{SRC}: Module.__repr__, Module.extra_repr")
@@ -251,6 +256,14 @@ def state_dict_hook_calls(w: World, label: str, prefix: str, count: list) -> lis
         if child is not None:
             calls += state_dict_hook_calls(w, child, prefix + name + ".", count)
     return calls + [("post", label, prefix, count[0])]
+
+
+def copied_hook_calls() -> list:
+    """hooks_deepcopy / hooks_pickle: the copy of a root with buffer b and child c (buffer b), each with a state_dict
+    pre- and post-hook, the root with a forward pre-hook (with_kwargs=True) and a forward hook (always_call=True);
+    the copy is saved (pre-order pre-hooks, post-order post-hooks with the entries so far), then called with x=1."""
+    return [("sd_pre", ""), ("sd_pre", "c."), ("sd_post", "c.", 2), ("sd_post", "", 2),
+            ("forward_pre", ["x"]), ("forward", 1.0)]
 
 
 def apply_order(w: World, label: str) -> list:

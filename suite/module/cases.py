@@ -270,7 +270,8 @@ class MiscCase:
     setattr_non_leaf (a Parameter with a grad_fn); buffer_override[_persistent]_{true,false} (an nn.Buffer assigned
     to a subclass whose register_buffer takes no persistent argument, or takes one); backward_hook_dict (a full
     backward hook on a module whose forward returns a dict); load_into_meta[_assign], load_from_meta,
-    load_assign_parameter (reference/module/state.py: load_single)."""
+    load_assign_parameter (reference/module/state.py: load_single); hooks_deepcopy | hooks_pickle (a module and
+    its child with forward and state_dict hooks, copied, then called and saved: the copy's hook calls)."""
     kind: str
     entries: tuple = ()
 

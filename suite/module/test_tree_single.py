@@ -111,9 +111,12 @@ def _grown(*extra):
 # argument checks of registration and set_submodule.  Each op's outcome is checked, then the tree's views.
 TREE_EXAMPLES = [
     _grown(Op("get_submodule", "m0", "a.b"), Op("get_parameter", "m0", "a.w"), Op("get_buffer", "m0", "a.r"),
-           Op("get_parameter", "m0", "a.r"), Op("get_buffer", "m0", "a.w"), Op("get_parameter", "m0", "a.b")),
+           Op("get_parameter", "m0", "a.r"), Op("get_buffer", "m0", "a.w"), Op("get_parameter", "m0", "a.b"),
+           Op("get_buffer", "m0", "a.nope"), Op("get_parameter", "m0", "a.nope")),
     _grown(Op("set_submodule", "m0", "", ("module", "m3"), False), Op("set_submodule", "m0", "a.c", ("int", 1), False),
            Op("set_submodule", "m0", "a.c", ("module", "m3"), False)),
+    # a three-atom target: the parent is the module at the first two atoms
+    _grown(Op("set_submodule", "m0", "a.b.c", ("module", "m3"), False), Op("get_submodule", "m0", "a.b.c")),
     (Op("register_parameter", "m0", 1, ("param", "p0")), Op("register_buffer", "m0", 1, ("tensor", "t0"), True),
      Op("add_module", "m0", 1, ("module", "m1")), Op("add_module", "m0", 1, ("int", 1)),
      Op("register_module", "m0", "x.y", ("module", "m1")), Op("add_module", "m0", "", ("none",)),
@@ -133,7 +136,8 @@ def test_tree_examples(conform, device, ops):
 
 
 MISC_KINDS = ["init_args", "init_kwargs", "super_init", "get_extra_state", "set_extra_state", "load_non_mapping",
-              "load_post_hook_return", "call_no_forward", "meta_to"] + (["post_hook_return"] if HAS_STATE_DICT_POST_HOOK else [])
+              "load_post_hook_return", "call_no_forward", "meta_to"] + \
+    (["post_hook_return", "hooks_deepcopy", "hooks_pickle"] if HAS_STATE_DICT_POST_HOOK else [])
 # States of module.py no drawn case builds (measured with --coverage), each one call: the channels_last branch of
 # Module.to (4-D entries converted, the others not; a 5-D entry: see the registered divergence), non-leaf
 # Parameters, register_buffer overrides, a dict output under a full backward hook, loads into/from meta tensors
@@ -152,7 +156,7 @@ MISC_CASES = [MiscCase(kind) for kind in MISC_KINDS] + [
 @pytest.mark.rules(reg.INIT_ARGS, reg.CALL_NO_FORWARD, state_ref.EXTRA_STATE_BASE, state_ref.LOAD_NON_MAPPING,
                    trav.STATE_DICT_POST_HOOK_RETURN, convert_ref.CONVERT_TYPE, state_ref.LOAD_POST_HOOKS,
                    convert_ref.CONVERT_MEMORY_FORMAT, reg.REGISTER_NON_LEAF, reg.BUFFER_OVERRIDE,
-                   hooks_ref.BACKWARD_HOOK_FIRES, state_ref.LOAD_META, state_ref.LOAD_ASSIGN)
+                   hooks_ref.BACKWARD_HOOK_FIRES, state_ref.LOAD_META, state_ref.LOAD_ASSIGN, trav.COPY_HOOKS)
 @pytest.mark.parametrize("case", MISC_CASES, ids=lambda case: case.kind + ("_5d" if len(case.entries) == 2 else ""))
 def test_misc_calls(conform, device, case):
     conform.check(case, ref.misc_expectations(case, device), run=run_misc)

@@ -348,6 +348,51 @@ class _Mixin:
         self.received = (args, kwargs)
 
 
+# hooks_deepcopy / hooks_pickle: module-level functions, so that pickle takes them by name; they record into
+# _HOOK_CALLS, which _copied_hook_calls empties first
+_HOOK_CALLS: list = []
+
+
+def _sd_pre(module, prefix, keep_vars):
+    _HOOK_CALLS.append(("sd_pre", prefix))
+
+
+def _sd_post(module, state_dict, prefix, local_metadata):
+    _HOOK_CALLS.append(("sd_post", prefix, len(state_dict)))
+
+
+def _forward_pre(module, args, kwargs):
+    _HOOK_CALLS.append(("forward_pre", sorted(kwargs)))
+
+
+def _forward(module, args, output):
+    _HOOK_CALLS.append(("forward", output))
+
+
+class _Identity(torch.nn.Module):
+    def forward(self, x):
+        return x
+
+
+def _copied_hook_calls(kind: str, device: str) -> list:
+    import copy
+    import pickle
+
+    root, child = _Identity(), _Identity()
+    for m in (root, child):
+        m.register_buffer("b", torch.zeros(1, device=device))
+        m.register_state_dict_pre_hook(_sd_pre)
+        m.register_state_dict_post_hook(_sd_post)
+    root.c = child
+    root.register_forward_pre_hook(_forward_pre, with_kwargs=True)
+    root.register_forward_hook(_forward, always_call=True)
+    clone = copy.deepcopy(root) if kind == "hooks_deepcopy" else pickle.loads(pickle.dumps(root))
+    _HOOK_CALLS.clear()
+    list(clone.state_dict())
+    clone(x=1.0)
+    return list(_HOOK_CALLS)
+
+
 def _first_warning(record) -> Raised | None:
     """The first warning caught, as an outcome (its category name and message), or None."""
     return Raised.from_exception(record[0].message) if record else None
@@ -437,6 +482,8 @@ def run_misc(case: MiscCase, device: str):
             return _backward_hook_dict(device)
         if case.kind.startswith("load_") and case.kind not in ("load_non_mapping", "load_post_hook_return"):
             return _load_single(case, device)
+        if case.kind in ("hooks_deepcopy", "hooks_pickle"):
+            return _copied_hook_calls(case.kind, device)
         if case.kind == "init_args":
             return _Plain(1)
         if case.kind == "init_kwargs":
