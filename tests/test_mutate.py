@@ -95,7 +95,7 @@ def test_static_filters():
 
 
 def _fixture(out, name, outcomes, **extra):
-    mutants = [{"id": f"op#{i}", "outcome": o, "seconds": 2.0 if o in ("killed", "survived", "timeout") else None}
+    mutants = [{"id": f"op#{i}", "line": 0, "outcome": o, "seconds": 2.0 if o in ("killed", "survived", "timeout") else None}
                for i, o in enumerate(outcomes)]
     data = {"file": name, "area": "data", "population": len(outcomes), "tests": ["suite/data"],
             "command": f"torchconform mutate --file {name}", "suite_commit": "abc", "torch": "2.13.0",
@@ -123,6 +123,33 @@ def test_score_and_summary(tmp_path):
     assert "| 0.50 | 0.50 | 0.10-0.91 |" in md and "| 0.78 | 0.88 |  |" in md  # the interval only for a sample
     assert "2 (sample)" in md and "`torchconform mutate --file nn/modules/container.py`" in md
     assert json.loads((tmp_path / "summary.json").read_text())["tool"] == "cosmic-ray"
+
+
+def test_verdicts_triage_the_survivors(tmp_path):
+    _fixture(tmp_path, "utils/data/_utils/fetch.py", ["killed"] * 6 + ["survived", "survived", "not-covered"])
+    (tmp_path / "verdicts.csv").write_text(
+        "file,id,line,verdict,reason\n"
+        'utils/data/_utils/fetch.py,op#6,0,equivalent,"a length is never negative"\n'
+        "utils/data/_utils/fetch.py,op#8,0,cuda-only,streams\n"
+        "utils/data/_utils/fetch.py,op#7,99,closed,another line: not this mutant\n")
+    row = mutate.summarize(tmp_path)["files"][0]
+    assert row["triage"] == {"equivalent": 1, "cuda-only": 1, "closed": 0, "needs-check": 0, "untriaged": 1}
+    assert row["score"] == round(6 / 9, 3) and row["score_non_equivalent"] == 0.75  # 6 of the 8 non-equivalent
+    assert "| 1 / 1 / 0 / 0 / 1 | 0.75 |" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("file,id,line,verdict\nx.py,op#0,3,maybe\n", "line 2: verdict 'maybe' is not one of equivalent"),
+    ("file,id,line,verdict\nx.py,op#0,three,closed\n", "line 2: line 'three' is not a line number"),
+    ("file,id,verdict\n", "no column line"),
+    (b"\xff\xfe\x00", "unreadable")])
+def test_bad_verdicts_are_refused_before_running(tmp_path, monkeypatch, capsys, text, message):
+    monkeypatch.setattr(mutate.importlib.util, "find_spec", lambda name, *a: object())  # the tools look installed
+    path = tmp_path / "verdicts.csv"
+    path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
+    assert cli.main(["mutate", "--file", "utils/data/sampler.py", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_wilson_interval():

@@ -30,11 +30,19 @@ file, tests and suite trees -- ``suite_tree``; otherwise every mutant runs again
 ``reports/mutation/<torch version>/``. The score is (killed + timeout) / (killed + timeout + survived +
 not-covered); with ``--max-mutants N --sample SEED`` a seeded random sample of the file's mutants is run
 and the score comes with a 95% Wilson interval.
+
+``DIR/verdicts.csv`` (``file,id,line,verdict,reason``; written by hand) is the triage of each surviving mutant:
+``equivalent`` (no documented behaviour tells it apart), ``cuda-only`` (differs only with an accelerator),
+``closed`` (a check added after the run kills it; a rerun confirms), ``needs-check``. The summary counts them per
+file, shows the survivors that have no verdict yet, and gives the score with the equivalent mutants set aside
+(killed + timeout over the non-equivalent ones): the usual mutation score, since no test can kill an equivalent
+mutant. A verdicts file that cannot be read is refused before anything runs.
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import csv
 import hashlib
 import importlib.util
 import json
@@ -73,6 +81,7 @@ TESTS: dict[str, tuple[str, ...]] = {
     "nn/parallel/replicate.py": ("suite/parallel/test_replicate.py",),
 }
 OUTCOMES = ("killed", "timeout", "survived", "not-covered", "incompetent", "annotation")
+VERDICTS = ("equivalent", "cuda-only", "closed", "needs-check")
 
 
 # ---------------------------------------------------------------- options
@@ -114,6 +123,7 @@ def parse_options(args: argparse.Namespace) -> dict:
     out = Path(args.out) if args.out else root / "reports" / "mutation" / _torch_version().split("+")[0]
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
+    read_verdicts(out)  # a broken triage file is refused now, not after hours of mutants
     return {"files": files, "max_mutants": max_mutants, "seed": None if args.sample is None else int(args.sample),
             "timeout": timeout, "nice": int(args.nice), "out": out, "root": root}
 
@@ -216,23 +226,54 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def score(mutants: list[dict]) -> dict:
-    """Counts per outcome and the scores of one file's recorded mutants."""
+def read_verdicts(out: Path) -> dict[tuple[str, str, int], str]:
+    """``out/verdicts.csv`` as {(file, id, line): verdict}; {} when there is none. UsageError names a bad row."""
+    path = out / "verdicts.csv"
+    if not path.is_file():
+        return {}
+    verdicts = {}
+    try:
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            missing = {"file", "id", "line", "verdict"} - set(reader.fieldnames or ())
+            if missing:
+                raise UsageError(f"{path}: no column {', '.join(sorted(missing))} (want file,id,line,verdict,reason)")
+            for row in reader:
+                where = f"{path}: line {reader.line_num}"
+                if row["verdict"] not in VERDICTS:
+                    raise UsageError(f"{where}: verdict {row['verdict']!r} is not one of {', '.join(VERDICTS)}")
+                if not str(row["line"]).isdigit():
+                    raise UsageError(f"{where}: line {row['line']!r} is not a line number")
+                verdicts[(row["file"], row["id"], int(row["line"]))] = row["verdict"]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UsageError(f"{path}: unreadable ({exc})") from None
+    return verdicts
+
+
+def score(mutants: list[dict], verdicts: dict | None = None, file: str = "") -> dict:
+    """Counts per outcome and the scores of one file's recorded mutants; with ``verdicts`` (read_verdicts) also
+    the survivors' triage and the score with the equivalent ones set aside."""
     counts = {o: 0 for o in OUTCOMES}
+    triage = {v: 0 for v in (*VERDICTS, "untriaged")}
     for m in mutants:
         counts[m["outcome"]] += 1
+        if m["outcome"] in ("survived", "not-covered"):
+            triage[(verdicts or {}).get((file, m.get("id"), m.get("line")), "untriaged")] += 1
     dead = counts["killed"] + counts["timeout"]
     scored = dead + counts["survived"] + counts["not-covered"]
     covered_n = dead + counts["survived"]
+    real = scored - triage["equivalent"]
     ci = wilson(dead, scored)
     return {**counts, "scored": scored,
             "score": round(dead / scored, 3) if scored else None,
             "score_covered": round(dead / covered_n, 3) if covered_n else None,
-            "ci95": [round(ci[0], 3), round(ci[1], 3)] if ci else None}
+            "ci95": [round(ci[0], 3), round(ci[1], 3)] if ci else None,
+            "triage": triage, "score_non_equivalent": round(dead / real, 3) if real else None}
 
 
 def summarize(out: Path) -> dict:
-    """summary.json and summary.md over every per-file JSON in ``out``."""
+    """summary.json and summary.md over every per-file JSON in ``out`` (with verdicts.csv's triage)."""
+    verdicts = read_verdicts(out)
     rows = []
     for path in sorted(out.glob("*.json")):
         if path.name == "summary.json":
@@ -243,7 +284,7 @@ def summarize(out: Path) -> dict:
             continue
         if "mutants" not in data:
             continue
-        s = score(data["mutants"])
+        s = score(data["mutants"], verdicts, data["file"])
         ran = [m["seconds"] for m in data["mutants"] if m.get("seconds") is not None]
         rows.append({"file": data["file"], "area": data.get("area"), "population": data.get("population"),
                      "recorded": len(data["mutants"]), "sampled": data.get("sample_seed") is not None,
@@ -257,17 +298,20 @@ def summarize(out: Path) -> dict:
              "score = (killed + timeout) / (killed + timeout + survived + not-covered); "
              "score_cov leaves out the not-covered ones. `annotation` mutants are not run (see "
              "torchconform/mutate.py). Sampled files: the score of a seeded random sample, with its "
-             "95% Wilson interval.", "",
+             "95% Wilson interval. Survivors' triage (verdicts.csv): equivalent / CUDA-only / closed by a later "
+             "check / needs a check / untriaged; score_non_eq = (killed + timeout) / the non-equivalent mutants.",
+             "",
              "| file | area | mutants (file) | run/recorded | killed | timeout | survived (covered) | "
              "survived (not covered) | incompetent | annotation (not run) | score | score_cov | 95% CI | "
-             "s/mutant | wall s | complete |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "eq / cuda / closed / needs / untriaged | score_non_eq | s/mutant | wall s | complete |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ci = f"{r['ci95'][0]:.2f}-{r['ci95'][1]:.2f}" if r["ci95"] and r["sampled"] else ""  # a full run is exact
         lines.append(f"| {r['file']} | {r['area']} | {r['population']} | {r['recorded']}"
                      f"{' (sample)' if r['sampled'] else ''} | {r['killed']} | {r['timeout']} | {r['survived']} | "
                      f"{r['not-covered']} | {r['incompetent']} | {r['annotation']} | {_fmt(r['score'])} | "
-                     f"{_fmt(r['score_covered'])} | {ci} | {r['seconds_per_run']} | {r['wall_s']} | "
+                     f"{_fmt(r['score_covered'])} | {ci} | {' / '.join(str(n) for n in r['triage'].values())} | "
+                     f"{_fmt(r['score_non_equivalent'])} | {r['seconds_per_run']} | {r['wall_s']} | "
                      f"{'yes' if r['complete'] else 'no'} |")
     lines += ["", "Commands (each from the checkout, in the throwaway environment of README \"Mutation testing\"):", ""]
     for r in rows:
@@ -557,7 +601,8 @@ def mutate(args: argparse.Namespace) -> int:
     summary = summarize(opts["out"])
     for row in summary["files"]:
         if row["file"] in opts["files"]:
-            print(f"torchconform: {row['file']}: score {_fmt(row['score'])} "
+            print(f"torchconform: {row['file']}: score {_fmt(row['score'])}, "
+                  f"{_fmt(row['score_non_equivalent'])} of the non-equivalent mutants "
                   f"(killed {row['killed']}, timeout {row['timeout']}, survived {row['survived']}, "
                   f"not covered {row['not-covered']}, incompetent {row['incompetent']})")
     print(f"torchconform: summary: {opts['out'] / 'summary.md'}")
