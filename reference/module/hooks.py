@@ -202,6 +202,25 @@ def expectations(case, runs_on_error=_runs_on_error) -> list[Expect]:
     return [Expect(forward_rule(case), run_forward(case, runs_on_error))]
 
 
+def program_expectations(program) -> list[Expect]:
+    """A HookProgram: each call behaves as a fresh module with the hooks live at that moment would (the history of
+    registrations, removals and earlier calls changes nothing else), under the rule of its most specific feature."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    hooks: list = []
+    expects = []
+    for step in program.steps:
+        if step[0] == "add":
+            hooks.append(replace(step[1], remove=False))
+        elif step[0] == "remove":
+            hooks[step[1]] = replace(hooks[step[1]], remove=True)
+        else:
+            case = SimpleNamespace(hooks=tuple(hooks), x=step[1], b=step[2], fail=step[3])  # a HookCase's fields
+            expects.append(Expect(forward_rule(case), run_forward(case), key=len(expects)))
+    return expects
+
+
 def backward_expectations(case, inputs) -> list[Expect]:
     return [Expect(BACKWARD_HOOKS, run_backward(case, inputs), BACKWARD_TOL)]
 

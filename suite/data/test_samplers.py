@@ -72,6 +72,9 @@ def test_batch(conform, case):
 @example(case=SamplerCase("distributed", 7, 0, num_replicas=2, rank=5))  # far outside, not only the first rank past
 @example(case=SamplerCase("distributed", 7, 0, num_replicas=2, rank=-1))
 @example(case=SamplerCase("distributed", 2, 0, num_replicas=5, rank=4))  # padding wraps more than once
+# more than 256 samples per replica, shuffled and padded: lengths past CPython's cached small ints (a mutant's
+# `len(indices) is not self.num_samples` raises AssertionError on every ordinary dataset of this size)
+@example(case=SamplerCase("distributed", 601, 0, num_replicas=2, rank=1, shuffle=True))
 @example(case=SamplerCase("distributed", 4, 0, num_replicas=None, rank=0))  # no process group to ask
 @example(case=SamplerCase("distributed", 4, 0, num_replicas=2, rank=None))
 # shuffle, seed, drop_last left out: 5 items over 2 replicas tell drop_last, two epochs the seed

@@ -167,6 +167,14 @@ class HookCase:
 
 
 @dataclass(frozen=True)
+class HookProgram:
+    """One module's forward-hook history (test_hooks.py: HookMachine): steps ("add", Hook) registers a hook (hook i
+    is the i-th "add"; its ``remove`` field is unused), ("remove", i) calls hook i's handle.remove() (again: a
+    no-op), ("call", x, b, fail) calls the module; torch's outcome is every call's (calls, result)."""
+    steps: tuple
+
+
+@dataclass(frozen=True)
 class BackwardCase:
     seed: int
     n_in: int

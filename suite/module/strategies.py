@@ -135,8 +135,8 @@ GLOBAL_KWARGS = since("2.6")
 
 
 @st.composite
-def hooks(draw):
-    kind = draw(st.sampled_from(["pre", "post", "pre", "post", "gpre", "gpost"]))
+def hooks(draw, kinds=("pre", "post", "pre", "post", "gpre", "gpost")):
+    kind = draw(st.sampled_from(kinds))
     local = kind in ("pre", "post")
     # register_module_forward_hook(with_kwargs=) is new in torch 2.6 (absent from 2.4.1 and 2.5.1): before it,
     # global forward hooks are drawn without kwargs (the module's own with_kwargs hooks still are)

@@ -13,7 +13,7 @@ import torch
 from torch.nn.modules import module as nn_module
 
 from conform.outcome import Raised
-from suite.module.cases import BackwardCase, GlobalHookRemoval, Hook, HookCase, LegacyBackwardCase, \
+from suite.module.cases import BackwardCase, GlobalHookRemoval, Hook, HookCase, HookProgram, LegacyBackwardCase, \
     backward_inputs
 
 
@@ -75,6 +75,26 @@ def _global_kwargs(with_kwargs: bool, always_call: bool) -> dict:
     return {k: v for k, v in (("with_kwargs", with_kwargs), ("always_call", always_call)) if v}
 
 
+def _register(m, i: int, h: Hook, calls: list):
+    fn = _make_hook(i, h, calls)
+    if h.kind == "pre":
+        return m.register_forward_pre_hook(fn, prepend=h.prepend, with_kwargs=h.with_kwargs)
+    if h.kind == "post":
+        return m.register_forward_hook(fn, prepend=h.prepend, with_kwargs=h.with_kwargs, always_call=h.always_call)
+    if h.kind == "gpre":
+        return nn_module.register_module_forward_pre_hook(fn)
+    return nn_module.register_module_forward_hook(fn, **_global_kwargs(h.with_kwargs, h.always_call))
+
+
+def _call(m, x, b):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # silenced always_call errors warn; not under test here
+        try:
+            return m(x) if b is None else m(x, b=b)
+        except Exception as exc:
+            return Raised.from_exception(exc)
+
+
 def run_hooks(case: HookCase, device: str):
     """(calls in order, result or Raised).  Global hooks are removed before returning."""
     m = _Doubler(case.fail)
@@ -82,30 +102,39 @@ def run_hooks(case: HookCase, device: str):
     handles = []
     try:
         for i, h in enumerate(case.hooks):
-            fn = _make_hook(i, h, calls)
-            if h.kind == "pre":
-                handle = m.register_forward_pre_hook(fn, prepend=h.prepend, with_kwargs=h.with_kwargs)
-            elif h.kind == "post":
-                handle = m.register_forward_hook(fn, prepend=h.prepend, with_kwargs=h.with_kwargs,
-                                                 always_call=h.always_call)
-            elif h.kind == "gpre":
-                handle = nn_module.register_module_forward_pre_hook(fn)
-            else:
-                handle = nn_module.register_module_forward_hook(fn, **_global_kwargs(h.with_kwargs, h.always_call))
-            handles.append(handle)
+            handles.append(_register(m, i, h, calls))
         for handle, h in zip(handles, case.hooks):
             if h.remove:
                 handle.remove()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # silenced always_call errors warn; not under test here
-            try:
-                result = m(case.x) if case.b is None else m(case.x, b=case.b)
-            except Exception as exc:
-                result = Raised.from_exception(exc)
+        result = _call(m, case.x, case.b)
     finally:
         for handle in handles:
             handle.remove()
     return calls, result
+
+
+def run_hook_program(program: HookProgram, device: str):
+    """Every call's (calls, result), the program's steps replayed on one module.  Global hooks are removed
+    before returning."""
+    m = _Doubler(False)
+    calls: list = []
+    handles: list = []
+    outcomes = []
+    try:
+        for step in program.steps:
+            if step[0] == "add":
+                handles.append(_register(m, len(handles), step[1], calls))
+            elif step[0] == "remove":
+                handles[step[1]].remove()
+            else:
+                x, b, m.fail = step[1:]
+                start = len(calls)
+                result = _call(m, x, b)
+                outcomes.append((calls[start:], result))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return outcomes
 
 
 class _Linear(torch.nn.Module):
