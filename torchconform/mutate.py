@@ -20,7 +20,8 @@ For each file (relative to the torch package, one of ``reports.coverage.FILES``)
    under coverage.py (workers included). They must pass. A mutant on a line the baseline never executed
    survives by construction: it is recorded as ``not-covered`` without running.
 4. Every other mutant: cosmic-ray's ``mutate_and_test`` applies it to the copy and runs
-   ``pytest <tests> --hypothesis-profile ci -x -p no:cacheprovider`` under ``nice``; exit 0 = survived,
+   ``pytest <tests> --hypothesis-profile ci-mutation -x -p no:cacheprovider`` under ``nice`` (conftest.py: the
+   ci profile's examples, without shrinking the failure that kills a mutant); exit 0 = survived,
    anything else = killed, over ``--timeout`` = timeout (counted apart), a worker exception = incompetent.
 
 Writes ``DIR/<file, / as .>.json`` (per mutant: operator, occurrence, line, function, diff, outcome,
@@ -401,7 +402,7 @@ def _baseline(python: str, tests: list[str], suite: Path, hook: Path, copy: Path
                   "disable_warnings = no-data-collected, module-not-imported, couldnt-parse\n")
     env = _env(hook, suite)
     cmd = ["nice", "-n", str(nice), python, "-m", "coverage", "run", f"--rcfile={rc}", "-m", "pytest",
-           *tests, "--hypothesis-profile", "ci", "-x", "-q", "-p", "no:cacheprovider"]
+           *tests, "--hypothesis-profile", "ci-mutation", "-x", "-q", "-p", "no:cacheprovider"]
     start = time.monotonic()
     proc = subprocess.run(cmd, cwd=suite, env=env, capture_output=True, text=True)
     seconds = time.monotonic() - start
@@ -490,7 +491,7 @@ def run_file(rel: str, opts: dict, log=print) -> dict:
         test_cmd = " ".join(shlex.quote(p) for p in [
             "env", f"--chdir={suite}", f"PYTHONPATH={_env(hook, suite)['PYTHONPATH']}",
             "nice", "-n", str(opts["nice"]), sys.executable, "-m", "pytest", *tests,
-            "--hypothesis-profile", "ci", "-x", "-q", "-p", "no:cacheprovider"])
+            "--hypothesis-profile", "ci-mutation", "-x", "-q", "-p", "no:cacheprovider"])
         command = "torchconform mutate --file " + rel + (
             f" --max-mutants {opts['max_mutants']}" if opts["max_mutants"] else "") + (
             f" --sample {opts['seed']}" if opts["seed"] is not None else "")
