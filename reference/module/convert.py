@@ -97,6 +97,12 @@ def expectations(case, device: str = "cpu") -> list[Expect]:
 
 
 # ---- values and gradients ------------------------------------------------------------
+CONVERT_SWAP_REFUSED = rule("module.convert.swap_refused",
+    "Under torch.__future__.set_swap_module_params_on_conversion(True), converting a module whose parameter is of a "
+    "Parameter subclass with its own __slots__ raises RuntimeError: the converted value is a plain Parameter, and "
+    "swap_tensors refuses tensors whose slots differ.",
+    "torch/__future__.py: set_swap_module_params_on_conversion (module.double() and the others swap the parameters "
+    "in place); torch/utils/__init__.py: swap_tensors ('This will not work if t1 and t2 have different slots')")
 CONVERT_VALUES = rule("module.convert.values",
     "Converted parameters hold the source values rounded to the target dtype (round to nearest even).",
     f"{SRC}: Module.float, Module.double, Module.half, Module.bfloat16")

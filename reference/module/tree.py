@@ -186,6 +186,8 @@ def misc_expectations(case, device: str = "cpu") -> list[Expect]:
         return hooks.backward_hook_output_expectations(case)
     if case.kind.startswith("load_") and case.kind not in ("load_non_mapping", "load_post_hook_return"):
         return [Expect(*state.load_single(case.kind, device))]
+    if case.kind == "swap_slots":
+        return [Expect(convert.CONVERT_SWAP_REFUSED, Raised("RuntimeError", None))]
     if case.kind in ("hooks_deepcopy", "hooks_pickle"):
         from reference.module.traversal import COPY_HOOKS, copied_hook_calls
         return [Expect(COPY_HOOKS, copied_hook_calls())]

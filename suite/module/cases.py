@@ -279,7 +279,8 @@ class MiscCase:
     to a subclass whose register_buffer takes no persistent argument, or takes one); backward_hook_dict (a full
     backward hook on a module whose forward returns a dict); load_into_meta[_assign], load_from_meta,
     load_assign_parameter (reference/module/state.py: load_single); hooks_deepcopy | hooks_pickle (a module and
-    its child with forward and state_dict hooks, copied, then called and saved: the copy's hook calls)."""
+    its child with forward and state_dict hooks, copied, then called and saved: the copy's hook calls); swap_slots
+    (double() under the swap flag of a module holding a Parameter subclass with __slots__)."""
     kind: str
     entries: tuple = ()
 

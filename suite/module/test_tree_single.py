@@ -115,6 +115,8 @@ TREE_EXAMPLES = [
            Op("get_buffer", "m0", "a.nope"), Op("get_parameter", "m0", "a.nope")),
     _grown(Op("set_submodule", "m0", "", ("module", "m3"), False), Op("set_submodule", "m0", "a.c", ("int", 1), False),
            Op("set_submodule", "m0", "a.c", ("module", "m3"), False)),
+    # a value that is neither a Module nor None assigned over a child module
+    _grown(Op("setattr", "m0", "a", ("int", 1)), Op("setattr", "m1", "b", ("param", "p1"))),
     # a three-atom target: the parent is the module at the first two atoms
     _grown(Op("set_submodule", "m0", "a.b.c", ("module", "m3"), False), Op("get_submodule", "m0", "a.b.c")),
     (Op("register_parameter", "m0", 1, ("param", "p0")), Op("register_buffer", "m0", 1, ("tensor", "t0"), True),
@@ -148,7 +150,7 @@ MISC_CASES = [MiscCase(kind) for kind in MISC_KINDS] + [
     MiscCase("to_memory_format", (("param", "w4", (2, 3, 4, 5), "float32"), ("param", "w5", (2, 3, 2, 2, 2), "float32"))),
     MiscCase("register_non_leaf"), MiscCase("setattr_non_leaf"), MiscCase("backward_hook_dict"),
     MiscCase("load_into_meta"), MiscCase("load_into_meta_assign"), MiscCase("load_from_meta"),
-    MiscCase("load_assign_parameter"),
+    MiscCase("load_assign_parameter"), MiscCase("swap_slots"),
     *(MiscCase(f"buffer_override{kind}") for kind in ("_true", "_false", "_persistent_true", "_persistent_false")
       if HAS_BUFFER)]
 
@@ -156,7 +158,8 @@ MISC_CASES = [MiscCase(kind) for kind in MISC_KINDS] + [
 @pytest.mark.rules(reg.INIT_ARGS, reg.CALL_NO_FORWARD, state_ref.EXTRA_STATE_BASE, state_ref.LOAD_NON_MAPPING,
                    trav.STATE_DICT_POST_HOOK_RETURN, convert_ref.CONVERT_TYPE, state_ref.LOAD_POST_HOOKS,
                    convert_ref.CONVERT_MEMORY_FORMAT, reg.REGISTER_NON_LEAF, reg.BUFFER_OVERRIDE,
-                   hooks_ref.BACKWARD_HOOK_FIRES, state_ref.LOAD_META, state_ref.LOAD_ASSIGN, trav.COPY_HOOKS)
+                   hooks_ref.BACKWARD_HOOK_FIRES, state_ref.LOAD_META, state_ref.LOAD_ASSIGN, trav.COPY_HOOKS,
+                   convert_ref.CONVERT_SWAP_REFUSED)
 @pytest.mark.parametrize("case", MISC_CASES, ids=lambda case: case.kind + ("_5d" if len(case.entries) == 2 else ""))
 def test_misc_calls(conform, device, case):
     conform.check(case, ref.misc_expectations(case, device), run=run_misc)

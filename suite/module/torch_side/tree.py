@@ -393,6 +393,23 @@ def _copied_hook_calls(kind: str, device: str) -> list:
     return list(_HOOK_CALLS)
 
 
+class _SlottedParameter(torch.nn.Parameter):
+    __slots__ = ("note",)
+
+
+def _swap_slots(device: str):
+    """double() under the swap flag of a module holding a slotted Parameter subclass (with a grad)."""
+    m = _Plain()
+    m.w = _SlottedParameter(torch.ones(2, device=device))
+    m.w.grad = torch.ones(2, device=device)
+    before = torch.__future__.get_swap_module_params_on_conversion()
+    torch.__future__.set_swap_module_params_on_conversion(True)
+    try:
+        return m.double()
+    finally:
+        torch.__future__.set_swap_module_params_on_conversion(before)
+
+
 def _first_warning(record) -> Raised | None:
     """The first warning caught, as an outcome (its category name and message), or None."""
     return Raised.from_exception(record[0].message) if record else None
@@ -484,6 +501,8 @@ def run_misc(case: MiscCase, device: str):
             return _load_single(case, device)
         if case.kind in ("hooks_deepcopy", "hooks_pickle"):
             return _copied_hook_calls(case.kind, device)
+        if case.kind == "swap_slots":
+            return _swap_slots(device)
         if case.kind == "init_args":
             return _Plain(1)
         if case.kind == "init_kwargs":
