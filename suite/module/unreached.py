@@ -5,9 +5,10 @@ Measured with ``torchconform run --area module --device cpu --coverage``.  Range
 but not yet checked are deliberately absent (they show as "not reached"):
 - _call_impl's is_compiling branch: it runs only while Dynamo traces the compiled call (module.compile.call
   checks that call's outcome), where Dynamo interprets the bytecode and coverage.py sees no line run;
-- the swap failures of Module._apply and load_state_dict (swap_tensors refusing a tensor with weakrefs, or a
-  Tensor subclass whose module_load returns one of its inputs or a Parameter): swap_tensors documents no such
-  refusal, so there is no documented outcome to compare yet;
+- the swap failures of Module._apply for a .grad and of load_state_dict (swap_tensors refusing a tensor with
+  weakrefs; a Tensor subclass whose module_load returns one of its inputs -- the docs say it "should always return
+  a new object", not what load_state_dict does otherwise): no documented outcome to compare yet.  The documented
+  refusal, a Parameter subclass with other __slots__, is checked (module.convert.swap_refused);
 - the overwrite flag's leaf assertions in Module._apply (a non-leaf Parameter or .grad), Module.to moving to the
   meta device (compute_should_use_set_data false: new Parameter objects), a NotImplementedError other than the
   meta one in Module.to.
