@@ -135,8 +135,16 @@ def _diff(e: Any, a: Any, tol: Tol, rule: str, path: str, out: list[Mismatch]) -
         if ea.shape != aa.shape:
             miss(f"shape {ea.shape}", f"shape {aa.shape}", path + ".shape")
             return
-        if ea.dtype.kind in "fc" or aa.dtype.kind in "fc":
+        if ea.dtype.kind == "c" or aa.dtype.kind == "c":
+            # complex: the real and the imaginary parts, each within the tolerance (a cast to float would drop
+            # the imaginary part)
+            ec, ac = ea.astype(np.complex128), aa.astype(np.complex128)
+            bad = ~(_close(ec.real, ac.real, tol) & _close(ec.imag, ac.imag, tol))
+        elif ea.dtype.kind == "f" or aa.dtype.kind == "f":
             bad = ~_close(ea.astype(np.float64), aa.astype(np.float64), tol)
+        else:
+            bad = None
+        if bad is not None:
             if bad.any():
                 idx = tuple(int(i) for i in np.argwhere(bad)[0])
                 miss(ea, aa, f"{path}{list(idx)} ({int(bad.sum())} of {bad.size} elements differ; first: "

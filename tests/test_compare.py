@@ -14,6 +14,16 @@ def test_exact_scalars_and_types():
     assert compare(1.0, 1.0 + 1e-12), "EXACT tolerates nothing"
 
 
+def test_complex_arrays_compare_both_parts():
+    e = np.array([1 + 2j, 3 - 1j], dtype=np.complex64)
+    assert compare(e, e.astype(np.complex128)) == []
+    [m] = compare(e, np.array([1 + 2j, 3 + 1j]))  # only the imaginary part differs
+    assert m.path.startswith("[1]")
+    assert compare(np.array([1.0, 2.0]), np.array([1 + 0j, 2 + 0j])) == []
+    assert compare(np.array([1.0, 2.0]), np.array([1 + 1e-3j, 2 + 0j]))
+    assert compare(np.array([np.nan + 1j]), np.array([np.nan + 1j])) == []
+
+
 def test_dict_keys_compare_in_order():
     assert compare({"a": 1, "b": 2}, {"a": 1, "b": 2}) == []
     [m] = compare({"a": 1, "b": 2}, {"b": 2, "a": 1})

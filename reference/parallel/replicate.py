@@ -86,7 +86,10 @@ def module_entries(case, values: TensorValues, is_replica: bool, position: int =
 
         def tensor(key: tuple, size: int, grad: bool) -> tuple:
             ref = refs.setdefault(key, len(refs))
-            return ("t", ref, values(key[0], key[1], key[2], size), grad)
+            v = values(key[0], key[1], key[2], size)
+            if key[1] == "p" and specs[key[0]].complex_params:
+                v = v - 1j * v  # a complex parameter travels as its real view and comes back complex
+            return ("t", ref, v, grad)
 
         trainable = not spec.frozen
         params = [[name, None if size is None else tensor((m, "p", i), size, trainable and not (

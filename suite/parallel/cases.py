@@ -120,6 +120,7 @@ class ModSpec:
     ties: tuple = ()
     frozen: bool = False  # parameters with requires_grad=False
     grad_buffers: bool = False  # buffers with requires_grad=True
+    complex_params: bool = False  # complex64 parameters, v - iv for the real values v
 
 
 @dataclass(frozen=True)

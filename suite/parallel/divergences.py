@@ -168,7 +168,21 @@ def replica_zero_holds_originals(case, expected: dict) -> dict:
         return expected
     original = replicate.module_entries(case, replicate_values, False)
     part = replicate_view({"replicas": [original]}, "params")["replicas"][0]
+    # A complex parameter reaches the transport as its real view (comm.py: _handle_complex) and comes back through
+    # view_as_complex: replica 0 holds a view of the original -- requiring grad like it, but not a Parameter, so
+    # Module.__setattr__ does not register it.
+    specs = case.modules
+    part = [{**entry, "registered": [name for name in entry["registered"] if name not in _complex_names(specs,
+                                                                                                       entry["spec"])]}
+            for entry in part]
     return {**expected, "replicas": [part] + expected["replicas"][1:]}
+
+
+def _complex_names(specs, m: int) -> set:
+    """The names under which module m holds a complex parameter (its own, or tied from a complex module)."""
+    spec = specs[m]
+    return {name for name, size in spec.params if spec.complex_params and size is not None} | \
+        {name for name, src, _ in spec.ties if specs[src].complex_params}
 
 
 # ---- the registry ---------------------------------------------------------------------------------
@@ -263,11 +277,15 @@ DIVERGENCES = [
         reason="under detach (DataParallel.replicate passes detach=not torch.is_grad_enabled()), "
                "comm.broadcast_coalesced returns devices[0]'s tensors as-is, so replica 0 receives the original "
                "Parameter objects and Module.__setattr__ registers them: replica 0's _parameters/parameters() hold "
-               "the module's own leaves (requiring grad), unlike every other replica and unlike the grad-mode path",
+               "the module's own leaves (requiring grad), unlike every other replica and unlike the grad-mode path; "
+               "a complex parameter travels as its real view and comes back as view_as_complex of it, so replica "
+               "0 holds an unregistered view that still requires grad",
         evidence="torch/nn/parallel/replicate.py: replicate (`# parameters in replicas are no longer leaves, so "
                  "setattr them as non-parameter attributes`; `setattr(replica, key, param_copy)`); "
                  "torch/csrc/cuda/comm.cpp: broadcast_coalesced (`outputs[0] = tensors.vec()`); seen on torch "
-                 "2.11.0+cu130, 1x H200, device_ids [0]",
+                 "2.11.0+cu130, 1x H200, device_ids [0]; the complex form read from replicate.py "
+                 "(_broadcast_coalesced_reshape: view_as_complex of the transport's outputs) and comm.py "
+                 "(_handle_complex), seen on CPU through the stand-in transport",
         when=detach_with_parameters, torch_does=replica_zero_holds_originals,
         repro=ReplicateCase(modules=(ModSpec(params=(("p0", 2),)),), n_devices=1, detach=True),
         expect=lambda case, device: replicate.expectations(case, replicate_values, replicate_view),

@@ -16,6 +16,12 @@ from suite.parallel.torch_side.replicate import run_replicate, run_replicate_scr
 # a diamond: the root's second child was met below its first, so the ScriptModule check skips it (memo)
 @example(case=ReplicateCase(modules=(ModSpec(children=(("c0", 1), ("c1", 2))), ModSpec(children=(("c0", 2),)),
                                      ModSpec(params=(("p0", 2),))), n_devices=2))
+# complex parameters (one tied into a real module), copied and detached: replicate sends them through the
+# transport as real views and turns them back into complex tensors
+@example(case=ReplicateCase(modules=(ModSpec(params=(("p0", 3),), children=(("c0", 1),), complex_params=True),
+                                     ModSpec(params=(("p0", 2),), ties=(("t0", 0, "p0"),))), n_devices=3))
+@example(case=ReplicateCase(modules=(ModSpec(params=(("p0", 3),), buffers=(("b0", 2),), complex_params=True),),
+                            n_devices=2, detach=True))
 def test_replicate(conform, device, case):
     conform.check(case, ref.expectations(case, replicate_values, replicate_view), run=run_replicate)
 

@@ -60,9 +60,9 @@ def build_network(case: ReplicateCase, device) -> Node:
     params = {}
     for i, spec in enumerate(case.modules):
         for j, (name, size) in enumerate(spec.params):
+            real = None if size is None else torch.from_numpy(replicate_values(i, "p", j, size)).float()
             value = None if size is None else torch.nn.Parameter(
-                torch.from_numpy(replicate_values(i, "p", j, size)).float().to(device),
-                requires_grad=not spec.frozen)
+                (torch.complex(real, -real) if spec.complex_params else real).to(device), requires_grad=not spec.frozen)
             nodes[i].register_parameter(name, value)
             params[(i, name)] = value
         for j, (name, size) in enumerate(spec.buffers):
