@@ -133,9 +133,10 @@ def test_verdicts_triage_the_survivors(tmp_path):
         "utils/data/_utils/fetch.py,op#8,0,cuda-only,streams\n"
         "utils/data/_utils/fetch.py,op#7,99,closed,another line: not this mutant\n")
     row = mutate.summarize(tmp_path)["files"][0]
-    assert row["triage"] == {"equivalent": 1, "cuda-only": 1, "closed": 0, "needs-check": 0, "untriaged": 1}
+    assert row["triage"] == {"equivalent": 1, "cuda-only": 1, "deprecated": 0, "closed": 0, "needs-check": 0,
+                             "untriaged": 1}
     assert row["score"] == round(6 / 9, 3) and row["score_non_equivalent"] == 0.75  # 6 of the 8 non-equivalent
-    assert "| 1 / 1 / 0 / 0 / 1 | 0.75 |" in (tmp_path / "summary.md").read_text()
+    assert "| 1 / 1 / 0 / 0 / 0 / 1 | 0.75 |" in (tmp_path / "summary.md").read_text()
 
 
 @pytest.mark.parametrize("text, message", [

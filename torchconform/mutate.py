@@ -34,6 +34,7 @@ and the score comes with a 95% Wilson interval.
 
 ``DIR/verdicts.csv`` (``file,id,line,verdict,reason``; written by hand) is the triage of each surviving mutant:
 ``equivalent`` (no documented behaviour tells it apart), ``cuda-only`` (differs only with an accelerator),
+``deprecated`` (in a path only a deprecated API takes, e.g. torch.jit.trace; listed like cuda-only),
 ``closed`` (a check added after the run kills it; a rerun confirms), ``needs-check``. The summary counts them per
 file, shows the survivors that have no verdict yet, and gives the score with the equivalent mutants set aside
 (killed + timeout over the non-equivalent ones): the usual mutation score, since no test can kill an equivalent
@@ -82,7 +83,7 @@ TESTS: dict[str, tuple[str, ...]] = {
     "nn/parallel/replicate.py": ("suite/parallel/test_replicate.py",),
 }
 OUTCOMES = ("killed", "timeout", "survived", "not-covered", "incompetent", "annotation")
-VERDICTS = ("equivalent", "cuda-only", "closed", "needs-check")
+VERDICTS = ("equivalent", "cuda-only", "deprecated", "closed", "needs-check")
 
 
 # ---------------------------------------------------------------- options
@@ -299,12 +300,13 @@ def summarize(out: Path) -> dict:
              "score = (killed + timeout) / (killed + timeout + survived + not-covered); "
              "score_cov leaves out the not-covered ones. `annotation` mutants are not run (see "
              "torchconform/mutate.py). Sampled files: the score of a seeded random sample, with its "
-             "95% Wilson interval. Survivors' triage (verdicts.csv): equivalent / CUDA-only / closed by a later "
-             "check / needs a check / untriaged; score_non_eq = (killed + timeout) / the non-equivalent mutants.",
+             "95% Wilson interval. Survivors' triage (verdicts.csv): equivalent / CUDA-only / deprecated / "
+             "closed by a later check / needs a check / untriaged; score_non_eq = (killed + timeout) / the "
+             "non-equivalent mutants.",
              "",
              "| file | area | mutants (file) | run/recorded | killed | timeout | survived (covered) | "
              "survived (not covered) | incompetent | annotation (not run) | score | score_cov | 95% CI | "
-             "eq / cuda / closed / needs / untriaged | score_non_eq | s/mutant | wall s | complete |",
+             "eq / cuda / deprecated / closed / needs / untriaged | score_non_eq | s/mutant | wall s | complete |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ci = f"{r['ci95'][0]:.2f}-{r['ci95'][1]:.2f}" if r["ci95"] and r["sampled"] else ""  # a full run is exact

@@ -48,6 +48,11 @@ STATE_DICT_DETACHED = rule("module.state_dict.detached",
     f"{SRC}: Module.state_dict")
 STATE_DICT_PREFIX = rule("module.state_dict.prefix", "prefix= is prepended to every key.",
     f"{SRC}: Module.state_dict")
+STATE_DICT_POSITIONAL = rule("module.state_dict.positional_args",
+    "state_dict(destination, prefix, keep_vars) given positionally warns that positional arguments are deprecated "
+    "and does what the keywords do: the entries go into destination, which is returned, under prefix, kept as "
+    "the objects themselves with keep_vars=True.", f"{SRC}: Module.state_dict ('Positional args are being "
+    "deprecated, use kwargs instead'; the warning's category is not documented)")
 STATE_DICT_METADATA = rule("module.state_dict.metadata",
     "state_dict()._metadata maps every visited module prefix (without the trailing dot, '' for the root) "
     "to {'version': 1}, in visit order.", f"{SRC}: Module.state_dict, Module._version")

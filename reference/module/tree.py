@@ -186,6 +186,13 @@ def misc_expectations(case, device: str = "cpu") -> list[Expect]:
         return hooks.backward_hook_output_expectations(case)
     if case.kind.startswith("load_") and case.kind not in ("load_non_mapping", "load_post_hook_return"):
         return [Expect(*state.load_single(case.kind, device))]
+    if case.kind == "state_dict_positional":
+        from conform.outcome import OneOf
+        from reference.module.traversal import STATE_DICT_POSITIONAL
+        warned = "^Positional args are being deprecated, use kwargs instead"
+        return [Expect(STATE_DICT_POSITIONAL, {"same": True, "keys": ["pre.w", "pre.b"], "kept": True,
+                                               "warning": OneOf(Raised("FutureWarning", warned),
+                                                                Raised("UserWarning", warned))})]
     if case.kind == "swap_slots":
         return [Expect(convert.CONVERT_SWAP_REFUSED, Raised("RuntimeError", None))]
     if case.kind in ("hooks_deepcopy", "hooks_pickle"):

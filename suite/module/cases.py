@@ -280,7 +280,8 @@ class MiscCase:
     backward hook on a module whose forward returns a dict); load_into_meta[_assign], load_from_meta,
     load_assign_parameter (reference/module/state.py: load_single); hooks_deepcopy | hooks_pickle (a module and
     its child with forward and state_dict hooks, copied, then called and saved: the copy's hook calls); swap_slots
-    (double() under the swap flag of a module holding a Parameter subclass with __slots__)."""
+    (double() under the swap flag of a module holding a Parameter subclass with __slots__); state_dict_positional
+    (state_dict(destination, prefix, keep_vars) given positionally)."""
     kind: str
     entries: tuple = ()
 

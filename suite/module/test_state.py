@@ -55,6 +55,9 @@ def test_load_state_dict_twice_from_one_dict(conform, device, case):
 @pytest.mark.rules(ref.LOAD_RESULT_REPR)
 @pytest.mark.parametrize("case", [
     LoadCase(Spec(params=(("w", (2,)),)), (("w", (2,)),), strict=False, observe="repr"),
-    LoadCase(Spec(params=(("w", (2,)), ("b", (1,)))), (("w", (2,)), ("zz", (1,))), strict=False, observe="repr")])
+    LoadCase(Spec(params=(("w", (2,)), ("b", (1,)))), (("w", (2,)), ("zz", (1,))), strict=False, observe="repr"),
+    # only missing keys, only unexpected keys: either list alone makes it the named tuple
+    LoadCase(Spec(params=(("w", (2,)), ("b", (1,)))), (("w", (2,)),), strict=False, observe="repr"),
+    LoadCase(Spec(params=(("w", (2,)),)), (("w", (2,)), ("zz", (1,))), strict=False, observe="repr")])
 def test_load_result_repr(conform, device, case):
     _check(conform, case)

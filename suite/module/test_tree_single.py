@@ -123,6 +123,8 @@ TREE_EXAMPLES = [
      Op("add_module", "m0", 1, ("module", "m1")), Op("add_module", "m0", 1, ("int", 1)),
      Op("register_module", "m0", "x.y", ("module", "m1")), Op("add_module", "m0", "", ("none",)),
      Op("add_module", "m0", "forward", ("module", "m1"))),
+    # strict: the missing last atom of a two-atom target is the one named (strict is new in 2.7: strategies.py)
+    *([_grown(Op("set_submodule", "m0", "a.zz", ("module", "m3"), True))] if since("2.7") else []),
 ]
 
 
@@ -150,7 +152,7 @@ MISC_CASES = [MiscCase(kind) for kind in MISC_KINDS] + [
     MiscCase("to_memory_format", (("param", "w4", (2, 3, 4, 5), "float32"), ("param", "w5", (2, 3, 2, 2, 2), "float32"))),
     MiscCase("register_non_leaf"), MiscCase("setattr_non_leaf"), MiscCase("backward_hook_dict"),
     MiscCase("load_into_meta"), MiscCase("load_into_meta_assign"), MiscCase("load_from_meta"),
-    MiscCase("load_assign_parameter"), MiscCase("swap_slots"),
+    MiscCase("load_assign_parameter"), MiscCase("swap_slots"), MiscCase("state_dict_positional"),
     *(MiscCase(f"buffer_override{kind}") for kind in ("_true", "_false", "_persistent_true", "_persistent_false")
       if HAS_BUFFER)]
 
@@ -159,7 +161,7 @@ MISC_CASES = [MiscCase(kind) for kind in MISC_KINDS] + [
                    trav.STATE_DICT_POST_HOOK_RETURN, convert_ref.CONVERT_TYPE, state_ref.LOAD_POST_HOOKS,
                    convert_ref.CONVERT_MEMORY_FORMAT, reg.REGISTER_NON_LEAF, reg.BUFFER_OVERRIDE,
                    hooks_ref.BACKWARD_HOOK_FIRES, state_ref.LOAD_META, state_ref.LOAD_ASSIGN, trav.COPY_HOOKS,
-                   convert_ref.CONVERT_SWAP_REFUSED)
+                   convert_ref.CONVERT_SWAP_REFUSED, trav.STATE_DICT_POSITIONAL)
 @pytest.mark.parametrize("case", MISC_CASES, ids=lambda case: case.kind + ("_5d" if len(case.entries) == 2 else ""))
 def test_misc_calls(conform, device, case):
     conform.check(case, ref.misc_expectations(case, device), run=run_misc)

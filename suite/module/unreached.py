@@ -49,9 +49,6 @@ UNREACHED = [
               "functionality is now implemented in nn.Module. Subclass that instead.' (container.py: Container)"),
     Unreached(MOD, "Module.__setstate__", DEPRECATED, "restores hook dicts and flags missing from a module pickled by "
               "an older torch release ('Support loading old checkpoints that don't have the following attrs')"),
-    *(Unreached(MOD, "Module.state_dict", DEPRECATED, "state_dict's positional arguments (destination, prefix, "
-                "keep_vars) are deprecated ('Positional args are being deprecated, use kwargs instead')", contains=text)
-      for text in ("warnings.warn(", "if destination is None:")),
     Unreached(MOD, "Module._maybe_warn_non_full_backward_hook", DEPRECATED, LEGACY_BACKWARD),
     *(Unreached(MOD, "Module._call_impl.inner", DEPRECATED, LEGACY_BACKWARD + " (a module output that is a dict or "
                 "a tuple, searched for the tensor a legacy hook attaches to)", contains=text)
@@ -66,8 +63,9 @@ UNREACHED = [
     Unreached(MOD, "register_module_full_backward_hook", DEPRECATED, "raised only after a global legacy backward hook "
               "was registered, which the suite never does (see register_module_backward_hook)"),
     # ---- internal hooks, tracing, TorchScript
-    Unreached(MOD, "Module._slow_forward", UNREACHABLE, "the forward path taken only while torch.jit.trace records "
-              "(torch._C._get_tracing_state()); TorchScript tracing is outside the nn.Module contract checked here"),
+    Unreached(MOD, "Module._slow_forward", DEPRECATED, "the forward path taken only while torch.jit.trace records "
+              "(torch._C._get_tracing_state()); torch.jit.trace is deprecated (2.13 warns 'torch.jit.trace is "
+              "deprecated. Please switch to torch.compile or torch.export')"),
     Unreached(MOD, "Module.register_buffer", UNREACHABLE, "only a torch.jit.ScriptModule refuses non-persistent "
               "buffers; TorchScript is outside the nn.Module contract checked here",
               contains="ScriptModule does not support non-persistent buffers"),

@@ -77,10 +77,12 @@ def _global_kwargs(with_kwargs: bool, always_call: bool) -> dict:
 
 def _register(m, i: int, h: Hook, calls: list):
     fn = _make_hook(i, h, calls)
+    # each flag passed only when set: its documented default (False) is then what torch uses
+    flags = {k: v for k, v in (("prepend", h.prepend), ("with_kwargs", h.with_kwargs)) if v}
     if h.kind == "pre":
-        return m.register_forward_pre_hook(fn, prepend=h.prepend, with_kwargs=h.with_kwargs)
+        return m.register_forward_pre_hook(fn, **flags)
     if h.kind == "post":
-        return m.register_forward_hook(fn, prepend=h.prepend, with_kwargs=h.with_kwargs, always_call=h.always_call)
+        return m.register_forward_hook(fn, **flags, **({"always_call": True} if h.always_call else {}))
     if h.kind == "gpre":
         return nn_module.register_module_forward_pre_hook(fn)
     return nn_module.register_module_forward_hook(fn, **_global_kwargs(h.with_kwargs, h.always_call))

@@ -410,6 +410,21 @@ def _swap_slots(device: str):
         torch.__future__.set_swap_module_params_on_conversion(before)
 
 
+def _state_dict_positional(device: str) -> dict:
+    """state_dict(destination, prefix, keep_vars) positionally."""
+    from collections import OrderedDict
+
+    m = _Plain()
+    m.w = torch.nn.Parameter(torch.zeros(1, device=device))
+    m.register_buffer("b", torch.ones(1, device=device))
+    destination = OrderedDict()
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        out = m.state_dict(destination, "pre.", True)
+    return {"same": out is destination, "keys": list(out),
+            "kept": out.get("pre.w") is m.w and out.get("pre.b") is m.b, "warning": _first_warning(record)}
+
+
 def _first_warning(record) -> Raised | None:
     """The first warning caught, as an outcome (its category name and message), or None."""
     return Raised.from_exception(record[0].message) if record else None
@@ -503,6 +518,8 @@ def run_misc(case: MiscCase, device: str):
             return _copied_hook_calls(case.kind, device)
         if case.kind == "swap_slots":
             return _swap_slots(device)
+        if case.kind == "state_dict_positional":
+            return _state_dict_positional(device)
         if case.kind == "init_args":
             return _Plain(1)
         if case.kind == "init_kwargs":
