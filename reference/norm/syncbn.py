@@ -118,7 +118,8 @@ def sync_forward_backward(case, inputs: dict) -> dict:
         dbs.append(dy.sum(axis=axes))
     out = {"y": ys, "grad_input": dxs}
     if weight is not None:
-        out["grad_weight"] = dws
+        # a frozen weight (requires_grad False) gets no gradient: autograd's None, which means zeros
+        out["grad_weight"] = [np.zeros_like(d) for d in dws] if getattr(case, "frozen_weight", False) else dws
     if bias is not None:
         out["grad_bias"] = dbs
     if case.track:

@@ -56,6 +56,7 @@ class SyncCase(BNOptions):
     rank_batches: tuple = (3, 2)
     channels: int = 3
     spatial: tuple = ()
+    frozen_weight: bool = False  # affine: weight.requires_grad_(False), the bias trained alone
 
 
 @dataclass(frozen=True)

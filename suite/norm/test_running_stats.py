@@ -39,10 +39,12 @@ def test_momentum_toggled_after_construction(conform, device):
 @pytest.mark.parametrize("momentum", [None, 0.3])
 def test_sync_batchnorm_without_group(conform, device, momentum):
     """SyncBatchNorm without a process group keeps its running statistics like BatchNorm (its own forward computes
-    the averaging factor): a cumulative average over three batches, and momentum."""
+    the averaging factor and which statistics to pass): a cumulative average over three batches, and momentum;
+    then with track_running_stats switched off, batch statistics in training and eval."""
     seq = BNSeqCase(kind="SyncBatchNorm", num_features=2, spatial=(2,), dtype="float64", eps=1e-5, momentum=momentum,
                     affine=True, track=True, ops=(("forward", 3), ("forward", 2), ("eval",), ("forward", 2),
-                                                   ("train",), ("forward", 4)), seed=2)
+                                                   ("train",), ("forward", 4), ("track", False), ("forward", 3),
+                                                   ("eval",), ("forward", 2)), seed=2)
     check_sequence(conform, seq)
 
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import pytest
 import torch.distributed as dist
-from hypothesis import event, given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from conform.outcome import Raised
 from reference.norm import syncbn as ref
 from suite.devices import device_count
 from suite.norm.cases import BNCase, SyncCase, make_bn_inputs, make_sync_inputs
-from suite.norm.strategies import bn_cases, convert_cases, dtypes_for, sync_cases
+from suite.norm.strategies import BN_HAS_BIAS_KW, bn_cases, convert_cases, dtypes_for, sync_cases
 from suite.norm.torch_side.batchnorm import run_bn
 from suite.norm.torch_side.syncbn import (rank_pool, run_bn_concat, run_convert, run_probe_cpu, run_sync,
                                           run_sync_as_concat)
@@ -57,6 +57,10 @@ def test_sync_fallback(conform, device, data):
 def run_sync_examples(conform, device, expectations, dtypes, allow_empty):
     @settings(max_examples=min(10, settings.default.max_examples))
     @given(case=sync_cases(world=WORLD, device=device, dtypes=dtypes, allow_empty=allow_empty))
+    # affine without a bias (where the build has the bias flag): only the weight gets a gradient
+    @example(case=SyncCase(rank_batches=(2, 3, 1), channels=2, affine=True, bias=not BN_HAS_BIAS_KW, track=False))
+    # a frozen weight with a trained bias (bias-only fine-tuning): the bias gradient alone
+    @example(case=SyncCase(rank_batches=(1, 2, 2), channels=2, affine=True, frozen_weight=True))
     def examples(case):
         event(f"{case.dtype}, {'an empty rank' if 0 in case.rank_batches else 'no empty rank'}")
         inputs = make_sync_inputs(case)

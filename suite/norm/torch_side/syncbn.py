@@ -70,6 +70,8 @@ def sync_step(case: SyncCase, rank: int, world: int, device: str) -> dict:
                                                           case.bias))
     m = m.to(device=device, dtype=dtype_of(case.dtype)).train()
     preset(m, case, inputs, device)
+    if case.affine and case.frozen_weight:
+        m.weight.requires_grad_(False)
     x = to_torch(inputs["xs"][rank], case.dtype, device).requires_grad_()
     if device == "cpu":
         # SyncBatchNorm.forward rejects CPU input once a group exists, so call its autograd function with the
@@ -305,12 +307,14 @@ def run_bn_concat(case: SyncCase, device: str) -> dict:
         case.channels, **bn_kwargs(case.eps, case.momentum, case.affine, case.track, case.bias))
     m = m.to(device=device, dtype=dtype_of(case.dtype)).train()
     preset(m, case, inputs, device)
+    if case.affine and case.frozen_weight:
+        m.weight.requires_grad_(False)
     y = m(x)
     y.backward(dy)
     cuts = list(np.cumsum(case.rank_batches)[:-1])
     out = {"y": np.split(to_np(y), cuts), "grad_input": np.split(to_np(x.grad), cuts)}
     if case.affine:
-        out["grad_weight"] = to_np(m.weight.grad)
+        out["grad_weight"] = to_np(m.weight.grad) if m.weight.grad is not None else np.zeros(case.channels)
         if m.bias is not None:
             out["grad_bias"] = to_np(m.bias.grad)
     if case.track:
