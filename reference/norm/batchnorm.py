@@ -28,8 +28,9 @@ CONSTRUCT_PARAMS = rule(
 CONSTRUCT_BUFFERS = rule(
     "norm.construct.buffers",
     "track_running_stats=True registers running_mean=zeros(C), running_var=ones(C) in the module dtype and "
-    "num_batches_tracked=0 (int64); track_running_stats=False registers all three as None.",
-    f"{BATCHNORM_PY}: _NormBase.__init__")
+    "num_batches_tracked=0 (int64); track_running_stats=False registers all three as None. Built with the factory "
+    "keywords device=/dtype=, every parameter and buffer is made on that device (num_batches_tracked stays int64).",
+    f"{BATCHNORM_PY}: _NormBase.__init__; docs: the device and dtype factory keywords of modules")
 
 CONSTRUCT_DEFAULTS = rule(
     "norm.construct.defaults",

@@ -17,7 +17,8 @@ BATCHNORM_PY = "torch/nn/modules/batchnorm.py"
 STATE_LEGACY_COUNTER = rule(
     "norm.state.legacy_counter",
     "A BatchNorm state dict older than version 2 (or without version metadata) may lack num_batches_tracked: it "
-    "loads, also with strict=True, and the counter takes the default 0 (or keeps the module's own); a counter the "
+    "loads, also with strict=True, and the counter takes the default 0 (or keeps the module's own; a layer on the "
+    "meta device, loaded with assign=True, has none to keep); a counter the "
     "state dict holds is loaded; a version-2 state dict without it is missing a key (strict: RuntimeError).",
     f"{BATCHNORM_PY}: _NormBase._version, _NormBase._load_from_state_dict; nn.Module.load_state_dict")
 STATE_INSTANCE_RUNNING = rule(

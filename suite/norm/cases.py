@@ -167,6 +167,7 @@ class LoadCase:
     prior: int = 0
     strict: bool = True
     seed: int = 0
+    meta: bool = False  # the layer built on the meta device, the state dict loaded with assign=True
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import event, example, given, settings, target
 from hypothesis import strategies as st
 
+from conform.expect import Expect
 from conform.outcome import Raised
 from reference.norm import batchnorm as ref
 from reference.norm.tolerances import channel_stats
@@ -22,7 +23,10 @@ from suite.norm.torch_side.lazy import run_lazy
 @given(data=st.data())
 def test_construct(conform, device, data):
     case = data.draw(construct_cases(device))
-    conform.check(case, ref.construct_expectations(case), run=run_construct)
+    # every parameter and buffer on the device the factory keyword named (none at all: no type)
+    on_device = [device.split(":")[0]] if case.affine or case.track else []
+    conform.check(case, ref.construct_expectations(case) + [Expect(ref.CONSTRUCT_BUFFERS, on_device,
+                                                                   key="device_types")], run=run_construct)
 
 
 @pytest.mark.rules(ref.CONSTRUCT_DEFAULTS)

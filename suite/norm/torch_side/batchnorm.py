@@ -42,9 +42,11 @@ def run_bn(case: BNCase, device: str) -> dict | Raised:
 
 def run_construct(case: ConstructCase, device: str) -> dict:
     cls = getattr(torch.nn, case.kind)
-    m = cls(case.num_features, **bn_kwargs(1e-5, 0.1, case.affine, case.track, case.bias))
-    m = m.to(device=device, dtype=dtype_of(case.dtype))
-    out = {"weight": to_np(m.weight), "bias": to_np(m.bias)}
+    # built with the factory keywords (not moved after): every tensor must be made on the device
+    m = cls(case.num_features, **bn_kwargs(1e-5, 0.1, case.affine, case.track, case.bias), device=device,
+            dtype=dtype_of(case.dtype))
+    out = {"weight": to_np(m.weight), "bias": to_np(m.bias),
+           "device_types": sorted({t.device.type for t in (*m.parameters(), *m.buffers())})}
     if case.track:
         out["buffers"] = {"running_mean": to_np(m.running_mean), "running_var": to_np(m.running_var),
                           "num_batches_tracked": int(m.num_batches_tracked),

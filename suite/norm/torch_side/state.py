@@ -12,9 +12,9 @@ from suite.norm.torch_side.common import to_np
 
 def run_load(case: LoadCase, device: str) -> dict | Raised:
     inputs = make_load_inputs(case)
-    m = getattr(torch.nn, case.kind)(case.num_features, affine=case.affine, track_running_stats=case.track)
-    m = m.to(device)
-    if case.track:
+    m = getattr(torch.nn, case.kind)(case.num_features, affine=case.affine, track_running_stats=case.track,
+                                     device="meta" if case.meta else device)
+    if case.track and not case.meta:
         m.num_batches_tracked.fill_(case.prior)
     sd = OrderedDict()
     for key in ("weight", "bias", "running_mean", "running_var"):
@@ -26,7 +26,7 @@ def run_load(case: LoadCase, device: str) -> dict | Raised:
     if case.version is not None:
         sd._metadata = {"": {"version": case.version}}  # what state_dict() records (nn.Module._version)
     try:
-        m.load_state_dict(sd, strict=case.strict)
+        m.load_state_dict(sd, strict=case.strict, **({"assign": True} if case.meta else {}))
     except RuntimeError as exc:
         return Raised.from_exception(exc)
     out = {k: to_np(getattr(m, k)) for k in ("weight", "bias") if case.affine}
