@@ -295,7 +295,7 @@ def fault_outcome(case, wid: int) -> Raised:
                                       r"signal)")
     if kind == "unloadable":
         return Raised("ValueError", r"^probe sample cannot be loaded in the main process$")
-    if kind == "hang":
+    if kind in ("hang", "stuck"):
         # the timeout the Case configures (an input): the message names that value
         return Raised("RuntimeError", rf"DataLoader timed out after {re.escape(str(case.timeout))} seconds")
     return Raised(kind, rf"Caught {kind} in DataLoader worker process {wid}\.")
@@ -383,7 +383,7 @@ def fault_rule(case) -> str:
     """The rule a faulty LoaderCase is about: a failing worker_init_fn, else the kind of its sample's fault."""
     if case.init_fail >= 0:
         return F_INIT
-    return {"kill": F_KILL, "hang": F_TIMEOUT, "unloadable": F_RECV}.get(case.fault[1], F_EXC)
+    return {"kill": F_KILL, "hang": F_TIMEOUT, "stuck": F_TIMEOUT, "unloadable": F_RECV}.get(case.fault[1], F_EXC)
 
 
 def fault_expectations(case) -> list[Expect]:

@@ -103,7 +103,7 @@ class LoaderCase:
     collate: str = "default"  # default | list | unpicklable (list, by a function pickle cannot name)
     fault: tuple = ()
     init_fail: int = -1  # with failing_init_fn: the worker whose worker_init_fn raises
-    timeout: float = LOADER_TIMEOUT  # the DataLoader timeout with workers (HANG_TIMEOUT for a "hang" fault)
+    timeout: float = LOADER_TIMEOUT  # the DataLoader timeout with workers (HANG_TIMEOUT for a "hang"/"stuck" fault)
     # how the workers start: "fork", "spawn" or "forkserver" (passed as multiprocessing_context), or
     # "default" (no multiprocessing_context: torch.multiprocessing's default start method)
     start_method: str = "fork"

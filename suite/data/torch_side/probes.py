@@ -114,6 +114,8 @@ def inject(kind: str, i: int):
         time.sleep(5)
     if kind == "hang":
         time.sleep(1.5)
+    if kind == "stuck":  # outlasts the shutdown's graceful join (MP_STATUS_CHECK_INTERVAL, 5 s) and the stray check
+        time.sleep(30)
     if kind == "slow":  # delays this sample's batch (and its worker) without failing
         time.sleep(0.3)
 
