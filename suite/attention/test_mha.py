@@ -52,6 +52,9 @@ _ONE_OFF = {
     "subclass": dict(subclass=True), "legacy": dict(legacy=True),
     "nested": dict(nested_lengths=(5, 3), kpm=MaskSpec(), need_weights=False),
     "nested_with_mask": dict(nested_lengths=(5, 3), need_weights=False), "meta": dict(meta=True),
+    # not an "off": an attn_mask beside the key padding mask (the fast path merges the two), 2-D and 3-D
+    "with_attn_mask": dict(attn_mask=MaskSpec("float", 0.3, (), 6)),
+    "with_attn_mask_3d": dict(attn_mask=MaskSpec("bool", 0.3, (), 7), attn_mask_3d=True),
 }
 
 
@@ -123,6 +126,15 @@ def test_mha_causal_hint(conform, device, seed, L, need_weights, kpm, fast):
 @given(data=st.data())
 def test_mha_parameters(conform, device, data):
     case = data.draw(mha_cases(device), label="case")
+    conform.check(case, ref.parameter_expectations(case), run=run_mha_parameters)
+
+
+@pytest.mark.rules(ref.MHA_PARAMS)
+@pytest.mark.parametrize("kdim, vdim", [(264, 264), (264, None), (None, 264), (264, 100)])
+def test_mha_parameters_wide(conform, device, kdim, vdim):
+    """kdim / vdim given equal to an embed_dim past CPython's cached small ints (264): still one packed
+    in_proj_weight -- "kdim == embed_dim" is equality, not the identity of the caller's int."""
+    case = MhaCase(seed=0, E=264, H=2, L=1, S=1, batch=1, kdim=kdim, vdim=vdim)
     conform.check(case, ref.parameter_expectations(case), run=run_mha_parameters)
 
 

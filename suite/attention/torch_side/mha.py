@@ -13,9 +13,13 @@ from suite.attention.torch_side.common import Passthrough, fastpath_enabled, mas
 
 def build_mha(case: MhaCase, device: str) -> torch.nn.MultiheadAttention:
     dt = DTYPES[case.dtype]
-    m = torch.nn.MultiheadAttention(case.E, case.H, dropout=case.dropout, bias=case.bias, add_bias_kv=case.add_bias_kv,
-                                    add_zero_attn=case.add_zero_attn, kdim=case.kdim, vdim=case.vdim,
-                                    batch_first=case.batch_first, dtype=dt)
+    # each option passed only when it is not its documented default, so the defaults are what torch uses; kdim/vdim
+    # as fresh int objects: "kdim == embed_dim" is equality, whether or not the caller's int is the same object
+    options = {k: v for k, v in (("dropout", case.dropout), ("bias", case.bias), ("add_bias_kv", case.add_bias_kv),
+                                 ("add_zero_attn", case.add_zero_attn), ("batch_first", case.batch_first))
+               if v != {"dropout": 0.0, "bias": True}.get(k, False)}
+    options.update({k: int(str(v)) for k, v in (("kdim", case.kdim), ("vdim", case.vdim)) if v is not None})
+    m = torch.nn.MultiheadAttention(case.E, case.H, **options, dtype=dt)
     params = mha_inputs(case)["params"]
     with torch.no_grad():
         for name, p in m.named_parameters():
