@@ -303,6 +303,7 @@ def input_error_expectations(case) -> list[Expect]:
         "batched_query_2d_kv": r"For batched \(3-D\) `query`, expected `key` and `value` to be 3-D",
         "unbatched_query_3d_kv": r"For unbatched \(2-D\) `query`, expected `key` and `value` to be 2-D",
         "query_1d": r"query should be unbatched 2D or batched 3D tensor",
+        "query_4d": r"query should be unbatched 2D or batched 3D tensor",
         "query_features": r"was expecting embedding dimension of 4",
         "kv_shapes": r"key shape .* does not match value shape",
         "kv_lengths_separate": r"key's sequence and batch dims .* do not match value's",

@@ -69,7 +69,8 @@ def test_mha_fast_path_refusals(conform, device, off, need_weights):
 
 
 @pytest.mark.rules(ref.MHA_INPUT_SHAPE_ERR, ref.MHA_DTYPE_ERR)
-@given(which=st.sampled_from(["batched_query_2d_kv", "unbatched_query_3d_kv", "query_1d", "query_features", "kv_shapes",
+@given(which=st.sampled_from(["batched_query_2d_kv", "unbatched_query_3d_kv", "query_1d", "query_4d", "query_features",
+                              "kv_shapes",
                               "kv_lengths_separate", "key_features_separate", "value_features_self", "dtype_bias",
                               "dtype_nobias"]), batch_first=st.booleans())
 def test_mha_input_errors(conform, device, which, batch_first):

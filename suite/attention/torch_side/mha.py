@@ -123,6 +123,7 @@ def run_mha_input_error(case: MhaInputErrorCase, device: str):
         "batched_query_2d_kv": lambda: (x(3, 2, 4), x(5, 4), x(5, 4)),
         "unbatched_query_3d_kv": lambda: (x(3, 4), x(5, 2, 4), x(5, 2, 4)),
         "query_1d": lambda: (x(4), x(4), x(4)),
+        "query_4d": lambda: (x(2, 3, 5, 4),) * 3,  # one tensor: self-attention, as the fast path wants
         "query_features": lambda: (x(3, 2, 5), x(5, 2, 4), x(5, 2, 4)),
         "kv_shapes": lambda: (x(3, 2, 4), x(5, 2, 4), x(6, 2, 4)),
         "kv_lengths_separate": lambda: (x(3, 2, 4), x(4, 2, 3), x(5, 2, 5)),
