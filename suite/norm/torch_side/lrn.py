@@ -11,7 +11,11 @@ from suite.norm.torch_side.common import to_np, to_torch
 def run_lrn(case: LRNCase, device: str) -> dict | Raised:
     """One forward of the module; with ``case.backward`` the input gradient for the drawn grad_output instead."""
     inputs = make_lrn_inputs(case)
-    m = getattr(torch.nn, case.kind)(case.size, alpha=case.alpha, beta=case.beta, k=case.k)
+    # alpha, beta, k passed only where they differ from the documented defaults (1e-4, 0.75, 1), which then apply
+    defaults = {"alpha": 1e-4, "beta": 0.75, "k": 1.0}
+    m = getattr(torch.nn, case.kind)(case.size, **{name: value for name, value in
+                                                   (("alpha", case.alpha), ("beta", case.beta), ("k", case.k))
+                                                   if value != defaults[name]})
     x = to_torch(inputs["x"], case.dtype, device).requires_grad_(case.backward)
     try:
         y = m(x)
