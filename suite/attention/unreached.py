@@ -31,6 +31,11 @@ UNREACHED = [
     Unreached(ACT, "_is_make_fx_tracing", DEPRECATED,
               "the torch.jit.is_scripting() branch runs only inside TorchScript-compiled code (torch.jit.script, "
               "deprecated), which is not executed as Python", contains="return False"),
+    *(Unreached(ACT, "MultiheadAttention.forward", UNREACHABLE,
+                "runs only while make_fx traces the call (_is_make_fx_tracing: torch.fx.experimental.proxy_tensor, "
+                "an experimental module, not public API); eager calls take the fast path under the same conditions",
+                contains=text)
+      for text in ('why_not_fast_path = "we are running make_fx tracing"', "attn_output = attn_output.contiguous()")),
     Unreached(FN, "_in_projection", UNREACHABLE,
               "multi_head_attention_forward splits in_proj_bias with chunk(3), whose first two chunks have the same "
               "size, so a key bias of the wrong shape always fails the query bias check first",
