@@ -60,6 +60,9 @@ UNREACHED = [
               "DataLoader._get_iterator builds the single-process iterator only when loader.num_workers == 0, and "
               "_BaseDataLoaderIter.__init__ reads that same attribute just before this check",
               contains="raise AssertionError("),
+    Unreached(LOADER, "_MultiProcessingDataLoaderIter.__init__", UNREACHABLE,
+              "DataLoader._get_iterator builds the multi-process iterator only when loader.num_workers > 0, and "
+              "__init__ refuses a negative num_workers", contains="raise AssertionError("),
     Unreached(LOADER, "_sharding_worker_init_fn", UNREACHABLE,
               "DataLoader installs this function (a functools.partial) as worker_init_fn only for a DataPipe "
               "dataset (_MultiProcessingDataLoaderIter.__init__), and a worker calls it with its worker info set "

@@ -83,6 +83,10 @@ UNREACHED = [
               "(register_parameter and __setattr__ refuse anything else)", contains="param must be a Parameter"),
     Unreached(MOD, "Module._apply", UNREACHABLE, "an internal invariant: out_param.grad was set from the same param "
               "a line above", contains="out_param.grad must not be None"),
+    *(Unreached(MOD, "Module._apply", UNREACHABLE, "an internal invariant: a Parameter and its .grad are leaves "
+                "(register_parameter and __setattr__ refuse a non-leaf Parameter, module.register.non_leaf_parameter; "
+                "autograd accumulates grads as leaves)", contains=text)
+      for text in ("param must be a leaf tensor", "param_grad must be a leaf tensor")),
     Unreached(MOD, "_WrappedHook.__setstate__", UNREACHABLE, "a pickled _WrappedHook with with_module=True always "
               "carries its live module (__getstate__ stores self.module())", contains="raise RuntimeError("),
 ]
