@@ -90,6 +90,15 @@ def test_transformer(conform, device, data):
     check_layer(conform, data.draw(layer_cases(device, ("transformer",)), label="case"), device)
 
 
+@pytest.mark.rules(ref.TRANSFORMER)
+@given(case=st.sampled_from([LayerCase(seed=0, kind="transformer", d_model=4, nhead=2, ff=8, L=1, S=2, batch=300,
+                                       batch_first=first) for first in (False, True)]))
+def test_transformer_wide_batch(conform, device, case):
+    """A batch of 300, past CPython's cached small ints: src and tgt batch sizes that are equal are accepted as
+    equal, whatever the int objects (a mutant compared them with `is not`)."""
+    check_layer(conform, case, device)
+
+
 @pytest.mark.rules(ref.TRANSFORMER_ERR, ref.TRANSFORMER_FEATURE_ERR)
 @given(seed=seeds, batch_first=st.booleans(), batch=st.integers(1, 3), bad=st.sampled_from(["none", "src", "tgt"]))
 def test_transformer_shape_errors(conform, device, seed, batch_first, batch, bad):
