@@ -13,7 +13,9 @@ from suite.attention.torch_side.common import Passthrough, fastpath_enabled, out
 
 
 def _activation(name: str):
-    return torch.tanh if name == "callable_tanh" else name
+    # a name is passed as a string built at run time, as one read from a config would be: "relu"/"gelu" are
+    # compared by value, not as the caller's interned literal
+    return torch.tanh if name == "callable_tanh" else "".join(list(name))
 
 
 def build_layer(case: LayerCase, device: str) -> torch.nn.Module:
@@ -184,7 +186,8 @@ def run_transformer_shapes(case: LayerCase, device: str):
 
 @outcome
 def run_activation(case: LayerCase, device: str):
-    torch.nn.TransformerEncoderLayer(case.d_model, case.nhead, case.ff, activation=case.activation, device=device)
+    torch.nn.TransformerEncoderLayer(case.d_model, case.nhead, case.ff, activation=_activation(case.activation),
+                                     device=device)
     return "no error"
 
 
