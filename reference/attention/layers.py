@@ -26,6 +26,11 @@ ENC_ACT = rule("attention.encoder_layer.activation",
                "activation may be 'relu', 'gelu' (exact erf form) or a callable.", T_TR + ": TransformerEncoderLayer")
 ENC_ACT_ERR = rule("attention.encoder_layer.activation_error",
                    "An activation string other than relu/gelu raises RuntimeError.", T_TR + ": _get_activation_fn")
+LAYER_DEFAULTS = rule("attention.layers.defaults",
+    "TransformerEncoderLayer and TransformerDecoderLayer built with only d_model and nhead have the documented "
+    "defaults: dim_feedforward=2048, dropout=0.1, activation relu, layer_norm_eps=1e-5, batch_first=False, "
+    "norm_first=False, bias=True.", T_TR + ": TransformerEncoderLayer, TransformerDecoderLayer (signatures and "
+    "Args)")
 ENC_FAST = rule("attention.encoder_layer.fast_path_agrees",
                 "In eval/no-grad the fused encoder layer agrees with the documented layer formula.", T_TR + ": TransformerEncoderLayer.forward")
 ENC_MASKS = rule("attention.encoder_layer.masks",
@@ -297,6 +302,12 @@ def shape_error_expectations(case) -> list[Expect]:
 
 def nested_flag_expectations(case) -> list[Expect]:
     return [Expect(ENC_NESTED_FLAG, nested_flag(case))]
+
+
+def layer_defaults() -> dict:
+    """What a layer built with only d_model and nhead holds (the documented defaults)."""
+    return {"dim_feedforward": 2048, "dropout": 0.1, "activation": "relu", "layer_norm_eps": 1e-5,
+            "batch_first": False, "norm_first": False, "bias": True}
 
 
 def activation_expectations(case) -> list[Expect]:

@@ -7,11 +7,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conform.expect import Expect
 from reference.attention import layers as ref
 from suite.attention.cases import LayerCase, layer_inputs
 from suite.attention.strategies import layer_cases, seeds, steer_layer, steer_padding
 from suite.attention.torch_side.layers import (
-    layer_params, run_activation, run_encoder_use_nested, run_layer, run_layer_list_mask, run_transformer_shapes)
+    layer_params, run_activation, run_encoder_use_nested, run_layer, run_layer_defaults, run_layer_list_mask,
+    run_transformer_shapes)
 
 # the rules any forward case may add to its kind's own
 OPTION_RULES = (ref.LAYER_UNBATCHED, ref.LAYER_NO_BIAS, ref.LAYER_LEGACY, ref.LAYER_DROPOUT_EVAL)
@@ -88,6 +90,12 @@ def test_decoder(conform, device, data):
 @given(data=st.data())
 def test_transformer(conform, device, data):
     check_layer(conform, data.draw(layer_cases(device, ("transformer",)), label="case"), device)
+
+
+@pytest.mark.rules(ref.LAYER_DEFAULTS)
+@pytest.mark.parametrize("kind", ["encoder_layer", "decoder_layer"])
+def test_layer_defaults(conform, device, kind):
+    conform.check(kind, Expect(ref.LAYER_DEFAULTS, ref.layer_defaults()), run=run_layer_defaults)
 
 
 @pytest.mark.rules(ref.TRANSFORMER)

@@ -185,6 +185,19 @@ def run_transformer_shapes(case: LayerCase, device: str):
 
 
 @outcome
+def run_layer_defaults(kind: str, device: str) -> dict:
+    """A TransformerEncoderLayer / TransformerDecoderLayer built with only d_model=4 and nhead=2: its settings as
+    the module holds them (activation: relu named by its function)."""
+    cls = {"encoder_layer": torch.nn.TransformerEncoderLayer, "decoder_layer": torch.nn.TransformerDecoderLayer}[kind]
+    m = cls(4, 2, device=device)
+    act = m.activation
+    name = {torch.nn.functional.relu: "relu", torch.nn.functional.gelu: "gelu"}.get(act, type(act).__name__.lower())
+    return {"dim_feedforward": m.linear1.out_features, "dropout": m.dropout.p, "activation": name,
+            "layer_norm_eps": m.norm1.eps, "batch_first": m.self_attn.batch_first, "norm_first": m.norm_first,
+            "bias": m.linear1.bias is not None}
+
+
+@outcome
 def run_activation(case: LayerCase, device: str):
     torch.nn.TransformerEncoderLayer(case.d_model, case.nhead, case.ff, activation=_activation(case.activation),
                                      device=device)
